@@ -1,0 +1,280 @@
+"""ASGI middleware: bearer tokens in, session and user in the scope."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from asgiref.compatibility import guarantee_single_callable
+from asgiref.typing import ASGIReceiveCallable, ASGISendCallable
+
+from .async_store import AsyncSessionStore
+from .challenge import Denial, build_error_response
+from .config import AUTH_KEY, SESSION_KEY, MiddlewareConfig
+from .errors import StoreUnavailableError
+from .header import (
+    DEFAULT_MAX_LENGTH,
+    MULTIPLE_HEADERS,
+    Credentials,
+    parse_authorization,
+)
+from .policy import (
+    RENEWAL_HEADERS,
+    RENEWAL_METHOD,
+    STORE_UNAVAILABLE,
+    UNKNOWN_SESSION,
+    deny_credentials,
+    deny_session,
+    renewal_body,
+)
+from .request_auth import AsyncRequestAuth
+from .rules import REQUIRED, Rule
+from .users import ANONYMOUS, anonymous_credentials, authenticated
+from .websocket_token import NO_CHANGES, WebSocketTokenSource, read_websocket_token
+
+__all__ = ["AsyncBearerMiddleware"]
+
+logger = logging.getLogger(__name__)
+
+Scope = dict[str, Any]
+#: Close code for a rejected websocket handshake: policy violation (RFC 6455).
+POLICY_VIOLATION = 1008
+
+
+class AsyncBearerMiddleware:
+    """Authenticate ASGI ``http`` and ``websocket`` connections by bearer token.
+
+    Other scope types, ``lifespan`` included, pass through unchanged. The app
+    receives a new scope with ``bearer_mw.auth`` (an
+    :class:`~bearer_mw.request_auth.AsyncRequestAuth`), plus ``user`` and
+    ``auth`` in the shape Starlette reads. For an active session, ``user`` is a
+    :class:`~bearer_mw.users.BearerUser` and ``bearer_mw.session`` holds the
+    session. When the request is anonymous and an outer middleware already
+    set ``user``, that value is kept.
+
+    The settings match :class:`~bearer_mw.BearerMiddleware`, plus
+    ``websocket_token``: where a websocket handshake may also carry its token
+    (``"query"`` for the ``access_token`` query parameter, ``"subprotocol"``
+    for a ``bearer.<token>`` subprotocol). Off by default; see the docs for the
+    risks.
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        store: AsyncSessionStore,
+        *,
+        required: bool = False,
+        lazy: bool = False,
+        realm: str = "api",
+        renew_path: str | None = None,
+        rules: Sequence[Rule] = (),
+        max_header_length: int | None = None,
+        allow_preflight: bool = True,
+        retry_after: int = 1,
+        anonymous_when_unavailable: bool = False,
+        websocket_token: WebSocketTokenSource | None = None,
+    ) -> None:
+        self.app = guarantee_single_callable(app)  # type: ignore[no-untyped-call]
+        self.store = store
+        self.websocket_token = websocket_token
+        self.config = MiddlewareConfig(
+            required=required,
+            lazy=lazy,
+            realm=realm,
+            renew_path=renew_path,
+            rules=rules,
+            max_header_length=max_header_length or DEFAULT_MAX_LENGTH,
+            allow_preflight=allow_preflight,
+            retry_after=retry_after,
+            anonymous_when_unavailable=anonymous_when_unavailable,
+        )
+
+    async def __call__(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        kind = scope["type"]
+        if kind not in {"http", "websocket"}:
+            await self.app(scope, receive, send)
+            return
+
+        config = self.config
+        method = scope.get("method", "GET")
+        if config.allow_preflight and method == "OPTIONS" and _is_preflight(scope):
+            await self.app(scope, receive, send)
+            return
+
+        path = _app_path(scope)
+        if kind == "http" and path == config.renew_path:
+            await self._renew(scope, send, method)
+            return
+        requirement = config.rule_set.requirement_for(path, method)
+        if requirement.public:
+            await self.app(scope, receive, send)
+            return
+
+        credentials, changes = self._credentials(scope)
+        denial = deny_credentials(credentials, requirement)
+        if denial is not None:
+            await self._deny(denial, scope, receive, send)
+            return
+
+        auth = AsyncRequestAuth(self.store, credentials.token)
+        scope = {**scope, **changes, AUTH_KEY: auth}
+        if credentials.token is None or (config.lazy and not requirement.required):
+            _set_anonymous(scope)
+            await self.app(scope, receive, send)
+            return
+
+        try:
+            session = await self.store.find_session(credentials.token)
+        except StoreUnavailableError:
+            if config.anonymous_when_unavailable and not requirement.required:
+                _set_anonymous(scope)
+                await self.app(scope, receive, send)
+                return
+            await self._deny(STORE_UNAVAILABLE, scope, receive, send)
+            return
+        auth._remember(session)
+
+        denial = deny_session(session, requirement, config.idle_denial)
+        if denial is not None:
+            await self._deny(denial, scope, receive, send)
+            return
+
+        assert session is not None
+        scope[SESSION_KEY] = session
+        scope["user"], scope["auth"] = authenticated(session)
+        await self.app(scope, receive, send)
+
+    def _credentials(self, scope: Scope) -> tuple[Credentials, dict[str, Any]]:
+        values = [value for name, value in scope["headers"] if name == b"authorization"]
+        if len(values) > 1:
+            return MULTIPLE_HEADERS, NO_CHANGES
+        max_length = self.config.max_header_length
+        if values:
+            return parse_authorization(values[0], max_length=max_length), NO_CHANGES
+        if scope["type"] == "websocket" and self.websocket_token is not None:
+            return read_websocket_token(scope, self.websocket_token, max_length)
+        return parse_authorization(None), NO_CHANGES
+
+    async def _deny(
+        self,
+        denial: Denial,
+        scope: Scope,
+        receive: ASGIReceiveCallable,
+        send: ASGISendCallable,
+    ) -> None:
+        logger.debug("connection rejected: %d %s", denial.status, denial.error)
+        response = build_error_response(
+            denial, self.config.realm, retry_after=self.config.retry_after
+        )
+        headers = [
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in response.headers
+        ]
+        if scope["type"] == "http":
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status,
+                    "headers": headers,
+                    "trailers": False,
+                }
+            )
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": response.body,
+                    "more_body": False,
+                }
+            )
+            return
+
+        # A websocket handshake starts with websocket.connect; reading it first
+        # keeps servers that expect it in their usual order.
+        await receive()
+        if "websocket.http.response" in scope.get("extensions", {}):
+            await send(
+                {
+                    "type": "websocket.http.response.start",
+                    "status": response.status,
+                    "headers": headers,
+                }
+            )
+            await send(
+                {
+                    "type": "websocket.http.response.body",
+                    "body": response.body,
+                    "more_body": False,
+                }
+            )
+            return
+        await send(
+            {
+                "type": "websocket.close",
+                "code": POLICY_VIOLATION,
+                "reason": denial.description,
+            }
+        )
+
+    async def _renew(self, scope: Scope, send: ASGISendCallable, method: str) -> None:
+        async def deny(denial: Denial) -> None:
+            await self._deny(denial, scope, _no_receive, send)
+
+        if method != "POST":
+            await deny(RENEWAL_METHOD)
+            return
+        credentials, _ = self._credentials(scope)
+        denial = deny_credentials(credentials, REQUIRED)
+        if denial is not None:
+            await deny(denial)
+            return
+        assert credentials.token is not None
+        try:
+            renewed = await self.store.renew_session(credentials.token)
+        except StoreUnavailableError:
+            await deny(STORE_UNAVAILABLE)
+            return
+        if renewed is None:
+            await deny(UNKNOWN_SESSION)
+            return
+        token, session = renewed
+        body = renewal_body(token, session, self.store.now())
+        headers = [
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in [*RENEWAL_HEADERS, ("Content-Length", str(len(body)))]
+        ]
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": headers,
+                "trailers": False,
+            }
+        )
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def _no_receive() -> Any:
+    raise RuntimeError("an HTTP denial does not read the request")
+
+
+def _is_preflight(scope: Scope) -> bool:
+    return any(name == b"access-control-request-method" for name, _ in scope["headers"])
+
+
+def _app_path(scope: Scope) -> str:
+    """Return the path below the app's mount point, as WSGI's PATH_INFO would be."""
+    path: str = scope["path"]
+    root_path: str = scope.get("root_path", "")
+    if root_path and path.startswith(root_path):
+        return path[len(root_path) :] or "/"
+    return path
+
+
+def _set_anonymous(scope: Scope) -> None:
+    if "user" not in scope:
+        scope["user"] = ANONYMOUS
+        scope["auth"] = anonymous_credentials()

@@ -1,0 +1,238 @@
+"""Every store operation written once, as a generator of Redis calls.
+
+An operation yields :class:`Command` or :class:`ScriptCall` values and receives
+each reply back through ``send``; its return value is the result. It does no
+I/O, so the sync and async stores are thin drivers that only execute calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ConfigurationError, StoreUnavailableError
+from .records import (
+    KeySpace,
+    SessionKeys,
+    decode_record,
+    decode_renewed,
+    encode_payload,
+    encode_record,
+    encode_renewed,
+)
+from .scripts import CREATE, INVALIDATE, INVALIDATE_USER, RENEW, Script
+from .session import Clock, Periods, Session
+from .tokens import (
+    is_token_shaped,
+    new_token,
+    open_successor,
+    seal_successor,
+    token_user_tag,
+    user_tag,
+)
+
+__all__ = ["Command", "Operation", "Operations", "ScriptCall"]
+
+#: How often "log out everywhere" re-reads a user's index that keeps changing
+#: under it before it gives up.
+MAX_INDEX_ATTEMPTS = 8
+#: Longest chain of renewed records that invalidation follows.
+MAX_SUCCESSOR_CHAIN = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One Redis command; ``args`` go to ``execute_command`` as they are."""
+
+    args: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptCall:
+    """One run of a Lua script over ``keys`` with ``args``."""
+
+    script: Script
+    keys: tuple[str, ...]
+    args: tuple[Any, ...]
+
+
+Call = Command | ScriptCall
+Operation = Generator[Call, Any, Any]
+
+
+def _text(reply: bytes | str) -> str:
+    return reply.decode("utf-8") if isinstance(reply, bytes) else reply
+
+
+class Operations:
+    """Session logic over Redis, parameterised by the store's settings."""
+
+    def __init__(
+        self, keys: KeySpace, periods: Periods, clock: Clock, renewal_grace: int
+    ) -> None:
+        if renewal_grace < 0:
+            raise ConfigurationError(
+                f"renewal_grace must not be negative, got {renewal_grace} ms"
+            )
+        self.keys = keys
+        self.periods = periods
+        self.clock = clock
+        self.renewal_grace = renewal_grace
+
+    def keys_for(self, token: str) -> SessionKeys | None:
+        """Derive the keys of ``token``, or None when it cannot be ours."""
+        if not is_token_shaped(token):
+            return None
+        return self.keys.for_token(token)
+
+    def create(
+        self, user_id: str, attributes: Mapping[str, Any] | None
+    ) -> Generator[Call, Any, tuple[str, Session]]:
+        """Store a new session and return its token and value."""
+        if not isinstance(user_id, str):
+            raise ConfigurationError(
+                f"user_id must be a str, got {type(user_id).__name__}"
+            )
+        payload = encode_payload(user_id, attributes or {})
+        token = new_token(user_tag(user_id))
+        keys = self.keys.for_token(token)
+        now = self.clock()
+        active_expires, idle_expires = self.periods.expiries(now)
+        record = encode_record(keys.check, now, active_expires, idle_expires, payload)
+        yield ScriptCall(
+            CREATE,
+            (keys.session, keys.index),
+            (record, idle_expires, keys.digest, now),
+        )
+        session = decode_record(record, keys, now)
+        assert session is not None, "a fresh record decodes to a live session"
+        return token, session
+
+    def find(self, token: str) -> Generator[Call, Any, Session | None]:
+        """Read the active or idle session of ``token``; None when there is none."""
+        keys = self.keys_for(token)
+        if keys is None:
+            return None
+        reply = yield Command(("GET", keys.session))
+        return decode_record(reply, keys, self.clock())
+
+    def renew(self, token: str) -> Generator[Call, Any, tuple[str, Session] | None]:
+        """Rotate ``token`` to a successor with fresh periods."""
+        keys = self.keys_for(token)
+        if keys is None:
+            return None
+        successor = new_token(token_user_tag(token))
+        successor_keys = self.keys.for_token(successor)
+        now = self.clock()
+        active_expires, idle_expires = self.periods.expiries(now)
+
+        renewed = ""
+        grace_until = now + self.renewal_grace
+        if self.renewal_grace > 0:
+            sealed = seal_successor(token, successor)
+            renewed = encode_renewed(
+                keys.check, grace_until, successor_keys.digest, sealed
+            )
+
+        reply = yield ScriptCall(
+            RENEW,
+            (keys.session, successor_keys.session, keys.index),
+            (
+                now,
+                keys.check,
+                successor_keys.check,
+                active_expires,
+                idle_expires,
+                keys.digest,
+                successor_keys.digest,
+                renewed,
+                grace_until,
+            ),
+        )
+        if not reply:
+            return None
+        kind, record = _text(reply[0]), reply[1]
+        if kind == "renewed":
+            session = decode_record(record, successor_keys, now)
+            return None if session is None else (successor, session)
+        return (yield from self._replay(token, keys, record, now))
+
+    def _replay(
+        self, token: str, keys: SessionKeys, record: bytes | str, now: int
+    ) -> Generator[Call, Any, tuple[str, Session] | None]:
+        # The token was renewed already, by a concurrent request or by an
+        # earlier attempt whose response was lost: hand out the same successor.
+        renewed = decode_renewed(record, keys)
+        if renewed is None or renewed.grace_until <= now:
+            return None
+        successor = open_successor(
+            token, renewed.sealed_successor, renewed.successor_digest
+        )
+        if successor is None:
+            return None
+        successor_keys = self.keys.for_token(successor)
+        reply = yield Command(("GET", successor_keys.session))
+        session = decode_record(reply, successor_keys, self.clock())
+        return None if session is None else (successor, session)
+
+    def invalidate(self, token: str) -> Generator[Call, Any, bool]:
+        """Delete the session of ``token`` and any successor it was renewed to."""
+        keys = self.keys_for(token)
+        if keys is None:
+            return False
+        tag = token_user_tag(token)
+        digest = keys.digest
+        removed = False
+        for _ in range(MAX_SUCCESSOR_CHAIN):
+            reply = yield ScriptCall(
+                INVALIDATE,
+                (self.keys.session_key(tag, digest), keys.index),
+                (digest,),
+            )
+            if not reply:
+                break
+            removed = True
+            if isinstance(reply, int):
+                break
+            digest = _text(reply)
+        return removed
+
+    def invalidate_user(self, user_id: str) -> Generator[Call, Any, int]:
+        """Delete every session of ``user_id``; return how many were deleted."""
+        tag = user_tag(user_id)
+        index = self.keys.index_key(tag)
+        for _ in range(MAX_INDEX_ATTEMPTS):
+            members = [_text(m) for m in (yield Command(("ZRANGE", index, 0, -1)))]
+            session_keys = tuple(self.keys.session_key(tag, m) for m in members)
+            removed = yield ScriptCall(
+                INVALIDATE_USER, (index, *session_keys), (self.clock(), *members)
+            )
+            if int(removed) >= 0:
+                return int(removed)
+        raise StoreUnavailableError(
+            f"the session index of one user changed on each of {MAX_INDEX_ATTEMPTS} "
+            "attempts to invalidate it; retry later",
+            operation="invalidate_user_sessions",
+        )
+
+    def user_sessions(self, user_id: str) -> Generator[Call, Any, list[Session]]:
+        """List the active and idle sessions of ``user_id``, oldest first."""
+        tag = user_tag(user_id)
+        index = self.keys.index_key(tag)
+        now = self.clock()
+        members = yield Command(("ZRANGE", index, now + 1, "+inf", "BYSCORE"))
+        if not members:
+            return []
+        digests = [_text(m) for m in members]
+        records = yield Command(
+            ("MGET", *(self.keys.session_key(tag, d) for d in digests))
+        )
+        sessions = []
+        for digest, record in zip(digests, records, strict=True):
+            keys = SessionKeys(digest, self.keys.session_key(tag, digest), index)
+            session = decode_record(record, keys, now)
+            if session is not None and session.user_id == user_id:
+                sessions.append(session)
+        sessions.sort(key=lambda s: s.created)
+        return sessions

@@ -1,0 +1,181 @@
+"""Redis key names and the packed records stored under them, with no I/O.
+
+Key layout, for the default prefix ``bmw:``::
+
+    bmw:s:{<user tag>}<token digest>   session record, expires at idle expiry
+    bmw:u:{<user tag>}                 sorted set: token digests of the user's
+                                       sessions, scored by idle expiry
+
+A live record is ``1|<check>|<created>|<active>|<idle>|<payload>``: ``check``
+repeats the start of the token digest, the three times are epoch milliseconds
+and ``payload`` is compact JSON ``[user_id, attributes]``. The scripts treat the
+payload as opaque, so renewal never re-encodes it.
+
+A renewed record, kept for the renewal grace window, is
+``2|<check>|<grace until>|<successor digest>|<sealed successor token>``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ConfigurationError
+from .session import Session, freeze_attributes, session_state
+from .tokens import CHECK_LENGTH, token_digest, token_user_tag
+
+__all__ = [
+    "KeySpace",
+    "RenewedRecord",
+    "SessionKeys",
+    "decode_record",
+    "decode_renewed",
+    "encode_payload",
+    "encode_record",
+    "encode_renewed",
+]
+
+LIVE = "1"
+RENEWED = "2"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionKeys:
+    """Everything derived from one token that names it in Redis."""
+
+    digest: str
+    session: str
+    index: str
+
+    @property
+    def check(self) -> str:
+        """Prefix of the digest that the stored record must repeat."""
+        return self.digest[:CHECK_LENGTH]
+
+
+@dataclass(frozen=True, slots=True)
+class KeySpace:
+    """Key names under one prefix."""
+
+    prefix: str = "bmw:"
+
+    def __post_init__(self) -> None:
+        if "{" in self.prefix or "}" in self.prefix:
+            raise ConfigurationError(
+                f"key_prefix {self.prefix!r} must not contain braces, because "
+                "Redis Cluster would read them as a hash tag"
+            )
+
+    def session_key(self, tag: str, digest: str) -> str:
+        """Name the key of one session."""
+        return f"{self.prefix}s:{{{tag}}}{digest}"
+
+    def index_key(self, tag: str) -> str:
+        """Name the sorted set that indexes one user's sessions."""
+        return f"{self.prefix}u:{{{tag}}}"
+
+    def for_token(self, token: str) -> SessionKeys:
+        """Derive the keys of a token that has the issued shape."""
+        tag = token_user_tag(token)
+        digest = token_digest(token)
+        return SessionKeys(digest, self.session_key(tag, digest), self.index_key(tag))
+
+
+def encode_payload(user_id: str, attributes: Mapping[str, Any]) -> str:
+    """Encode the user id and attributes as compact JSON."""
+    try:
+        return json.dumps(
+            [user_id, dict(attributes)],
+            ensure_ascii=False,
+            separators=(",", ":"),
+            allow_nan=False,
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(
+            f"session attributes must be JSON-serialisable: {exc}"
+        ) from exc
+
+
+def encode_record(
+    check: str, created: int, active_expires: int, idle_expires: int, payload: str
+) -> str:
+    """Pack a live session record."""
+    return f"{LIVE}|{check}|{created}|{active_expires}|{idle_expires}|{payload}"
+
+
+def _text(reply: bytes | str) -> str:
+    return reply.decode("utf-8") if isinstance(reply, bytes) else reply
+
+
+def decode_record(
+    reply: bytes | str | None, keys: SessionKeys, now: int
+) -> Session | None:
+    """Unpack a live record read for ``keys``, or return None.
+
+    None covers a missing key, a renewed record, a record that belongs to
+    another key, a corrupt record and a dead session.
+    """
+    if reply is None:
+        return None
+    try:
+        text = _text(reply)
+        kind, check, created, active, idle, payload = text.split("|", 5)
+        if kind != LIVE or not hmac.compare_digest(check, keys.check):
+            return None
+        active_expires = int(active)
+        idle_expires = int(idle)
+        state = session_state(now, active_expires, idle_expires)
+        if state == "dead":
+            return None
+        user_id, attributes = json.loads(payload)
+    except (ValueError, TypeError, UnicodeDecodeError):
+        return None
+    if not isinstance(user_id, str) or not isinstance(attributes, dict):
+        return None
+    return Session(
+        session_id=keys.digest,
+        user_id=user_id,
+        attributes=freeze_attributes(attributes),
+        created=int(created),
+        active_expires=active_expires,
+        idle_expires=idle_expires,
+        state=state,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RenewedRecord:
+    """What remains of a renewed token during the renewal grace window."""
+
+    grace_until: int
+    successor_digest: str
+    sealed_successor: str = ""
+
+    def __repr__(self) -> str:
+        return f"RenewedRecord(grace_until={self.grace_until})"
+
+
+def encode_renewed(
+    check: str, grace_until: int, successor_digest: str, sealed_successor: str
+) -> str:
+    """Pack a renewed record."""
+    return f"{RENEWED}|{check}|{grace_until}|{successor_digest}|{sealed_successor}"
+
+
+def decode_renewed(
+    reply: bytes | str | None, keys: SessionKeys
+) -> RenewedRecord | None:
+    """Unpack a renewed record read for ``keys``, or return None."""
+    if reply is None:
+        return None
+    try:
+        text = _text(reply)
+        kind, check, grace_until, successor_digest, sealed = text.split("|", 4)
+        if kind != RENEWED or not hmac.compare_digest(check, keys.check):
+            return None
+        return RenewedRecord(int(grace_until), successor_digest, sealed)
+    except (ValueError, UnicodeDecodeError):
+        return None

@@ -1,0 +1,163 @@
+"""Per-request access to the session behind the request's bearer token.
+
+The middleware puts one of these objects in the WSGI environ or the ASGI
+scope under ``bearer_mw.auth``. The session lookup runs at most once per
+request: the first caller performs it, concurrent callers wait for that
+result, and later callers read the cached value. A failed lookup is not
+cached, so the next caller tries again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+from .async_store import AsyncSessionStore
+from .errors import InvalidSessionError
+from .session import Session
+from .store import SessionStore
+
+__all__ = ["AsyncRequestAuth", "RequestAuth"]
+
+_UNSET: Any = object()
+
+
+class _Token:
+    """Holds the request's token and keeps it out of reprs."""
+
+    __slots__ = ()
+    _token: str | None
+
+    @property
+    def token(self) -> str | None:
+        """The bearer token of the request, or None when it sent none."""
+        return self._token
+
+    def __repr__(self) -> str:
+        shown = "None" if self._token is None else "<hidden>"
+        return f"{type(self).__name__}(token={shown})"
+
+
+class RequestAuth(_Token):
+    """Session access for one WSGI request; safe to share between threads."""
+
+    __slots__ = ("_lock", "_session", "_store", "_token")
+
+    def __init__(self, store: SessionStore, token: str | None) -> None:
+        self._store = store
+        self._token = token
+        self._lock = threading.Lock()
+        self._session: Session | None = _UNSET
+
+    def lookup(self) -> Session | None:
+        """Return the active or idle session, looking it up on first use.
+
+        Raises :class:`~bearer_mw.StoreUnavailableError` when Redis fails.
+        """
+        session = self._session
+        if session is not _UNSET:
+            return session
+        with self._lock:
+            if self._session is _UNSET:
+                if self._token is None:
+                    self._session = None
+                else:
+                    self._session = self._store.find_session(self._token)
+            return self._session
+
+    def validate(self) -> Session | None:
+        """Return the session if it is active, else None."""
+        session = self.lookup()
+        return session if session is not None and session.state == "active" else None
+
+    def get_session(self) -> Session:
+        """Return the active or idle session, or raise InvalidSessionError."""
+        session = self.lookup()
+        if session is None:
+            raise InvalidSessionError("no active or idle session for this request")
+        return session
+
+    def renew(self) -> tuple[str, Session] | None:
+        """Rotate the request's token; see :meth:`SessionStore.renew_session`."""
+        if self._token is None:
+            return None
+        result = self._store.renew_session(self._token)
+        self._session = None
+        return result
+
+    def invalidate(self) -> bool:
+        """End the request's session; return whether one existed."""
+        if self._token is None:
+            return False
+        removed = self._store.invalidate_session(self._token)
+        self._session = None
+        return removed
+
+
+class AsyncRequestAuth(_Token):
+    """Session access for one ASGI connection; awaitable, cached and shared."""
+
+    __slots__ = ("_session", "_store", "_task", "_token")
+
+    def __init__(self, store: AsyncSessionStore, token: str | None) -> None:
+        self._store = store
+        self._token = token
+        self._session: Session | None = _UNSET
+        self._task: asyncio.Task[Session | None] | None = None
+
+    def _remember(self, session: Session | None) -> None:
+        self._session = session
+
+    async def lookup(self) -> Session | None:
+        """Return the active or idle session, looking it up on first use.
+
+        Concurrent awaits share one lookup, and cancelling one awaiting task
+        does not cancel the lookup the others wait for.
+        """
+        if self._session is not _UNSET:
+            return self._session
+        if self._token is None:
+            self._session = None
+            return None
+        task = self._task
+        if task is None:
+            task = asyncio.ensure_future(self._store.find_session(self._token))
+            task.add_done_callback(self._finished)
+            self._task = task
+        return await asyncio.shield(task)
+
+    def _finished(self, task: asyncio.Task[Session | None]) -> None:
+        self._task = None
+        if task.cancelled() or task.exception() is not None:
+            return
+        if self._session is _UNSET:
+            self._session = task.result()
+
+    async def validate(self) -> Session | None:
+        """Return the session if it is active, else None."""
+        session = await self.lookup()
+        return session if session is not None and session.state == "active" else None
+
+    async def get_session(self) -> Session:
+        """Return the active or idle session, or raise InvalidSessionError."""
+        session = await self.lookup()
+        if session is None:
+            raise InvalidSessionError("no active or idle session for this request")
+        return session
+
+    async def renew(self) -> tuple[str, Session] | None:
+        """Rotate the request's token; see :meth:`AsyncSessionStore.renew_session`."""
+        if self._token is None:
+            return None
+        result = await self._store.renew_session(self._token)
+        self._session = None
+        return result
+
+    async def invalidate(self) -> bool:
+        """End the request's session; return whether one existed."""
+        if self._token is None:
+            return False
+        removed = await self._store.invalidate_session(self._token)
+        self._session = None
+        return removed

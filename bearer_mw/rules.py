@@ -1,0 +1,107 @@
+"""Route rules: which paths need a session and which scopes, with no I/O.
+
+A pattern is matched against the path below the application's mount point
+(``PATH_INFO`` in WSGI, ``path`` without ``root_path`` in ASGI). ``*`` matches
+any run of characters within one path segment and ``**`` matches across
+segments, so ``/admin/**`` covers ``/admin`` and everything below it.
+The first rule that matches a request decides it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+__all__ = ["REQUIRED", "Requirement", "Rule", "RuleSet"]
+
+
+@dataclass(frozen=True, slots=True)
+class Requirement:
+    """What a request must bring: a session, and the scopes that session needs.
+
+    A public requirement skips authentication entirely: no header parsing and
+    no Redis call.
+    """
+
+    required: bool
+    scopes: tuple[str, ...] = ()
+    public: bool = False
+
+
+#: The requirement of an endpoint that only works with a session.
+REQUIRED = Requirement(required=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A path pattern, optionally limited to some methods, and its requirement.
+
+    ``scopes`` implies ``required``. ``public`` rules take no credentials into
+    account at all, which suits health checks and login endpoints.
+    """
+
+    path: str
+    methods: Iterable[str] | None = None
+    scopes: Sequence[str] = ()
+    public: bool = False
+    required: bool = True
+    requirement: Requirement = field(init=False, repr=False, compare=False)
+    _pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
+    _methods: frozenset[str] | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.path.startswith("/"):
+            raise ValueError(f"rule path {self.path!r} must start with '/'")
+        if self.public and self.scopes:
+            raise ValueError(f"rule {self.path!r} cannot be public and need scopes")
+        requirement = Requirement(
+            required=(self.required or bool(self.scopes)) and not self.public,
+            scopes=tuple(self.scopes),
+            public=self.public,
+        )
+        methods = None
+        if self.methods is not None:
+            methods = frozenset(method.upper() for method in self.methods)
+        object.__setattr__(self, "requirement", requirement)
+        object.__setattr__(self, "_pattern", _compile(self.path))
+        object.__setattr__(self, "_methods", methods)
+
+    def matches(self, path: str, method: str) -> bool:
+        """Tell whether this rule applies to a request."""
+        if self._methods is not None and method not in self._methods:
+            return False
+        return self._pattern.fullmatch(path) is not None
+
+
+def _compile(pattern: str) -> re.Pattern[str]:
+    if pattern.endswith("/**"):
+        # "/admin/**" also covers "/admin" itself.
+        stem = _compile(pattern[:-3]).pattern
+        return re.compile(f"{stem}(?:/.*)?", re.DOTALL)
+    parts = []
+    for piece in re.split(r"(\*\*|\*)", pattern):
+        if piece == "**":
+            parts.append(".*")
+        elif piece == "*":
+            parts.append("[^/]*")
+        else:
+            parts.append(re.escape(piece))
+    return re.compile("".join(parts), re.DOTALL)
+
+
+class RuleSet:
+    """Ordered rules with a default requirement for paths that none matches."""
+
+    __slots__ = ("default", "rules")
+
+    def __init__(self, rules: Sequence[Rule], *, required: bool) -> None:
+        self.rules = tuple(rules)
+        self.default = Requirement(required=required)
+
+    def requirement_for(self, path: str, method: str) -> Requirement:
+        """Find the requirement of one request."""
+        for rule in self.rules:
+            if rule.matches(path, method):
+                return rule.requirement
+        return self.default

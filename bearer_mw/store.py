@@ -1,0 +1,141 @@
+"""The synchronous session store, a thin driver over :mod:`bearer_mw.operations`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import redis
+
+from ._base_store import BaseStore, NoScriptError, RedisConnectionError, RedisError
+from .errors import InvalidSessionError
+from .operations import Call, Command, Operation
+from .session import Session
+
+__all__ = ["SessionStore"]
+
+T = TypeVar("T")
+
+
+class SessionStore(BaseStore):
+    """Sessions in Redis behind bearer tokens, over a synchronous client.
+
+    ``client`` is a ``redis.Redis``, ``redis.cluster.RedisCluster`` or a
+    Sentinel-managed ``redis.Redis``. See :class:`BaseStore` for the settings.
+    Every method raises :class:`~bearer_mw.StoreUnavailableError` when Redis
+    cannot be reached; a read that fails on a broken connection is retried
+    once on a fresh one first.
+    """
+
+    def __init__(self, client: redis.Redis | Any, **settings: Any) -> None:
+        super().__init__(**settings)
+        self.client = client
+
+    def __repr__(self) -> str:
+        return f"SessionStore(key_prefix={self.key_prefix!r})"
+
+    def create_session(
+        self, user_id: str, attributes: Mapping[str, Any] | None = None
+    ) -> tuple[str, Session]:
+        """Start a session for ``user_id``; return its token and value.
+
+        The token is returned only here and by :meth:`renew_session`.
+        """
+        result: tuple[str, Session] = self._run(
+            "create_session", self._operations.create(user_id, attributes)
+        )
+        return result
+
+    def find_session(self, token: str) -> Session | None:
+        """Return the active or idle session of ``token``, or None."""
+        result: Session | None = self._run("find_session", self._operations.find(token))
+        return result
+
+    def get_session(self, token: str) -> Session:
+        """Return the active or idle session of ``token``.
+
+        Raises :class:`~bearer_mw.InvalidSessionError` when the token is
+        unknown, dead or malformed. Nothing is extended.
+        """
+        session = self.find_session(token)
+        if session is None:
+            raise InvalidSessionError("no active or idle session for this token")
+        return session
+
+    def validate_session(self, token: str) -> Session | None:
+        """Return the session of ``token`` if it is active, else None."""
+        session = self.find_session(token)
+        if session is None or session.state != "active":
+            return None
+        return session
+
+    def renew_session(self, token: str) -> tuple[str, Session] | None:
+        """Replace an active or idle session's token with a new one.
+
+        The successor has fresh periods, the same user and attributes, and the
+        old token stops working, in one atomic round trip. Returns None when
+        the session is dead or unknown.
+        """
+        result: tuple[str, Session] | None = self._run(
+            "renew_session", self._operations.renew(token)
+        )
+        return result
+
+    def invalidate_session(self, token: str) -> bool:
+        """End the session of ``token``; return whether one existed."""
+        result: bool = self._run(
+            "invalidate_session", self._operations.invalidate(token)
+        )
+        return result
+
+    def invalidate_user_sessions(self, user_id: str) -> int:
+        """End every session of ``user_id``; return how many were ended."""
+        result: int = self._run(
+            "invalidate_user_sessions", self._operations.invalidate_user(user_id)
+        )
+        return result
+
+    def get_user_sessions(self, user_id: str) -> list[Session]:
+        """List the active and idle sessions of ``user_id``, oldest first."""
+        result: list[Session] = self._run(
+            "get_user_sessions", self._operations.user_sessions(user_id)
+        )
+        return result
+
+    def _run(self, operation: str, steps: Operation) -> Any:
+        try:
+            call = next(steps)
+            while True:
+                reply = self._execute(operation, call)
+                call = steps.send(reply)
+        except StopIteration as stop:
+            return stop.value
+
+    def _execute(self, operation: str, call: Call) -> Any:
+        try:
+            try:
+                reply = self._send(call)
+            except RedisConnectionError:
+                # The pool dropped the broken connection, so this attempt runs
+                # on a fresh one. Every call is safe to repeat: a repeated
+                # renewal finds the renewed record and returns the same
+                # successor, except with renewal_grace set to zero.
+                reply = self._send(call)
+        except RedisError as error:
+            raise self._unavailable(operation, error) from error
+        if self._outage.failing:
+            self._outage.success()
+        return reply
+
+    def _send(self, call: Call) -> Any:
+        if isinstance(call, Command):
+            return self.client.execute_command(*call.args)
+        script = call.script
+        try:
+            return self.client.execute_command(
+                "EVALSHA", script.sha, len(call.keys), *call.keys, *call.args
+            )
+        except NoScriptError:
+            return self.client.execute_command(
+                "EVAL", script.source, len(call.keys), *call.keys, *call.args
+            )

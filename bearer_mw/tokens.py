@@ -1,0 +1,112 @@
+"""Token generation and the digests that Redis keys are made of, with no I/O.
+
+A token is ``<user tag>.<secret>``:
+
+- the user tag is 16 base64url characters (96 bits) of a SHA-256 digest of the
+  user id. Every key of one user carries it as a Redis Cluster hash tag, so a
+  session, its successor and the user's index share one hash slot and each
+  multi-key step can run as one atomic script;
+- the secret is 32 bytes from :mod:`secrets` (256 bits), base64url encoded.
+
+Redis never sees a token. A session key ends with 32 base64url characters
+(192 bits) of SHA-256 over the whole token.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+
+__all__ = [
+    "CHECK_LENGTH",
+    "TOKEN_PATTERN",
+    "is_token_shaped",
+    "new_token",
+    "open_successor",
+    "seal_successor",
+    "token_digest",
+    "token_user_tag",
+    "user_tag",
+]
+
+USER_TAG_LENGTH = 16
+SECRET_BYTES = 32
+DIGEST_LENGTH = 32
+#: Characters of the token digest that a stored record repeats, so a reply
+#: read for one key is recognised when it belongs to another.
+CHECK_LENGTH = 12
+
+TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{16}\.[A-Za-z0-9_-]{43}")
+
+_SUCCESSOR_CONTEXT = b"bearer_mw successor token\x00"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def user_tag(user_id: str) -> str:
+    """Derive the hash tag shared by every key of ``user_id``."""
+    digest = hashlib.sha256(b"bearer_mw user\x00" + user_id.encode("utf-8"))
+    return _b64(digest.digest())[:USER_TAG_LENGTH]
+
+
+def new_token(tag: str) -> str:
+    """Create a fresh token for the user whose tag is ``tag``."""
+    return f"{tag}.{secrets.token_urlsafe(SECRET_BYTES)}"
+
+
+def is_token_shaped(token: str) -> bool:
+    """Tell whether ``token`` has the shape of a token this library issues."""
+    return TOKEN_PATTERN.fullmatch(token) is not None
+
+
+def token_user_tag(token: str) -> str:
+    """Return the user tag of a token that :func:`is_token_shaped` accepted."""
+    return token[:USER_TAG_LENGTH]
+
+
+def token_digest(token: str) -> str:
+    """Digest a token into the form that names its session in Redis."""
+    return _b64(hashlib.sha256(token.encode("ascii")).digest())[:DIGEST_LENGTH]
+
+
+def _successor_keystream(old_token: str, length: int) -> bytes:
+    # SHAKE-256 is an extendable-output function, so it yields a keystream of
+    # any length. Each old token has at most one stored successor, so the
+    # keystream is never reused for a different stored plaintext.
+    material = _SUCCESSOR_CONTEXT + old_token.encode("ascii")
+    return hashlib.shake_256(material).digest(length)
+
+
+def seal_successor(old_token: str, successor: str) -> str:
+    """Encrypt ``successor`` under a key that only ``old_token`` can derive.
+
+    Redis stores the result for the renewal grace window; without the old
+    token, which Redis never sees, it cannot be turned back into a token.
+    """
+    plain = successor.encode("ascii")
+    stream = _successor_keystream(old_token, len(plain))
+    return _b64(bytes(a ^ b for a, b in zip(plain, stream, strict=True)))
+
+
+def open_successor(old_token: str, sealed: str, expected_digest: str) -> str | None:
+    """Decrypt a sealed successor; return None unless it has the stored digest."""
+    try:
+        cipher = base64.urlsafe_b64decode(sealed + "=" * (-len(sealed) % 4))
+    except ValueError:
+        return None
+    stream = _successor_keystream(old_token, len(cipher))
+    plain = bytes(a ^ b for a, b in zip(cipher, stream, strict=True))
+    try:
+        successor = plain.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    if not is_token_shaped(successor):
+        return None
+    if not hmac.compare_digest(token_digest(successor), expected_digest):
+        return None
+    return successor

@@ -1,0 +1,85 @@
+"""User and credential objects for the ASGI scope's ``user`` and ``auth`` keys.
+
+They have the attributes that Starlette's ``request.user``, ``request.auth``
+and ``@requires`` read (``is_authenticated``, ``display_name``, ``identity``
+and ``scopes``) without importing Starlette.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .session import Session
+
+__all__ = ["AnonymousUser", "BearerCredentials", "BearerUser"]
+
+
+@dataclass(frozen=True, slots=True)
+class BearerUser:
+    """The user behind an active session."""
+
+    session: Session = field(repr=False)
+
+    @property
+    def is_authenticated(self) -> bool:
+        """Always true: this user presented an active session."""
+        return True
+
+    @property
+    def user_id(self) -> str:
+        """User id stored with the session."""
+        return self.session.user_id
+
+    @property
+    def identity(self) -> str:
+        """User id, under the name Starlette uses."""
+        return self.session.user_id
+
+    @property
+    def display_name(self) -> str:
+        """User id, as the name to show."""
+        return self.session.user_id
+
+    def __repr__(self) -> str:
+        return f"BearerUser(user_id={self.session.user_id!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class AnonymousUser:
+    """A request without an active session."""
+
+    @property
+    def is_authenticated(self) -> bool:
+        """Always false."""
+        return False
+
+    @property
+    def display_name(self) -> str:
+        """Empty, as there is nobody to name."""
+        return ""
+
+    @property
+    def identity(self) -> str:
+        """Empty, as there is nobody to name."""
+        return ""
+
+
+@dataclass(frozen=True, slots=True)
+class BearerCredentials:
+    """Scopes granted to the request, and its session if it has one."""
+
+    scopes: list[str]
+    session: Session | None = field(default=None, repr=False)
+
+
+ANONYMOUS = AnonymousUser()
+
+
+def anonymous_credentials() -> BearerCredentials:
+    """Build credentials that grant nothing, fresh for each request."""
+    return BearerCredentials([])
+
+
+def authenticated(session: Session) -> tuple[BearerUser, BearerCredentials]:
+    """Build the scope's user and auth values for an active session."""
+    return BearerUser(session), BearerCredentials(list(session.scopes), session)

@@ -1,0 +1,78 @@
+"""Opt-in token sources for websocket handshakes, where browsers send no header.
+
+Browsers cannot set ``Authorization`` on a websocket handshake, so a client
+may carry its token in one of two places instead:
+
+- ``"query"``: the ``access_token`` query parameter of RFC 6750, section 2.3.
+  Query strings end up in server access logs, proxy logs and browser
+  history, so a token sent this way should be short-lived.
+- ``"subprotocol"``: a ``Sec-WebSocket-Protocol`` value ``bearer.<token>``
+  offered beside the subprotocol the app really speaks. Servers rarely log
+  this header.
+
+Either way, the middleware removes the token from the scope it passes on, so
+the app can neither log it nor echo it back as the chosen subprotocol.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+from urllib.parse import parse_qsl, urlencode
+
+from .header import Credentials, malformed, parse_authorization
+
+__all__ = ["SUBPROTOCOL_PREFIX", "WebSocketTokenSource", "read_websocket_token"]
+
+WebSocketTokenSource = Literal["query", "subprotocol"]
+SUBPROTOCOL_PREFIX = "bearer."
+QUERY_PARAMETER = b"access_token"
+
+NO_CHANGES: dict[str, Any] = {}
+
+
+def read_websocket_token(
+    scope: dict[str, Any], source: WebSocketTokenSource, max_length: int
+) -> tuple[Credentials, dict[str, Any]]:
+    """Find a token in a websocket handshake.
+
+    Returns the credentials and the scope entries to replace so that the
+    token does not reach the app.
+    """
+    if source == "query":
+        return _from_query(scope, max_length)
+    return _from_subprotocols(scope, max_length)
+
+
+def _from_query(
+    scope: dict[str, Any], max_length: int
+) -> tuple[Credentials, dict[str, Any]]:
+    query: bytes = scope.get("query_string", b"")
+    if QUERY_PARAMETER not in query:
+        return parse_authorization(None), NO_CHANGES
+    pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+    tokens = [value for name, value in pairs if name == "access_token"]
+    rest = [(name, value) for name, value in pairs if name != "access_token"]
+    changes = {"query_string": urlencode(rest).encode("latin-1")}
+    if not tokens:
+        return parse_authorization(None), NO_CHANGES
+    if len(tokens) > 1:
+        return malformed("the request has more than one access_token"), changes
+    return parse_authorization(f"Bearer {tokens[0]}", max_length=max_length), changes
+
+
+def _from_subprotocols(
+    scope: dict[str, Any], max_length: int
+) -> tuple[Credentials, dict[str, Any]]:
+    offered: list[str] = scope.get("subprotocols", [])
+    tokens = [p for p in offered if p.startswith(SUBPROTOCOL_PREFIX)]
+    if not tokens:
+        return parse_authorization(None), NO_CHANGES
+    changes = {
+        "subprotocols": [p for p in offered if not p.startswith(SUBPROTOCOL_PREFIX)]
+    }
+    if len(tokens) > 1:
+        return malformed(
+            "the handshake offers more than one bearer subprotocol"
+        ), changes
+    token = tokens[0][len(SUBPROTOCOL_PREFIX) :]
+    return parse_authorization(f"Bearer {token}", max_length=max_length), changes

@@ -1,0 +1,89 @@
+"""ASGI app variants: the bare ceiling, one raw Redis GET, and bearer_mw."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import redis.asyncio
+
+from benchmarks.apps import settings
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+async def send_json(send: Send, status: int, body: bytes) -> None:
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def bare_app(scope: Scope, receive: Receive, send: Send) -> None:
+    await send_json(send, 200, settings.user_body(settings.ANONYMOUS_USER_ID))
+
+
+def build_raw_get_app() -> ASGIApp:
+    client = redis.asyncio.Redis.from_url(settings.redis_url())
+
+    async def raw_get_app(scope: Scope, receive: Receive, send: Send) -> None:
+        token = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                token = settings.bearer_credentials(value.decode("latin-1"))
+                break
+        data = await client.get(settings.RAW_PREFIX + token) if token else None
+        if data is None:
+            await send_json(send, 401, settings.user_body(None))
+            return
+        record = settings.unpack_record(data)
+        await send_json(send, 200, settings.user_body(record["user_id"]))
+
+    return raw_get_app
+
+
+async def session_user_app(scope: Scope, receive: Receive, send: Send) -> None:
+    session = scope.get("bearer_mw.session")
+    user_id = session.user_id if session is not None else None
+    await send_json(send, 200, settings.user_body(user_id))
+
+
+async def ignore_session_app(scope: Scope, receive: Receive, send: Send) -> None:
+    await send_json(send, 200, settings.user_body(None))
+
+
+def build_bearer_mw_app(*, lazy: bool) -> ASGIApp:
+    from bearer_mw import AsyncBearerMiddleware, AsyncSessionStore
+
+    store = AsyncSessionStore(redis.asyncio.Redis.from_url(settings.redis_url()))
+    inner = ignore_session_app if lazy else session_user_app
+    app: ASGIApp = AsyncBearerMiddleware(inner, store, required=True, lazy=lazy)
+    return app
+
+
+def create_app() -> ASGIApp:
+    """Build the ASGI app named by the BENCH_APP environment variable."""
+    app_id = settings.app_id()
+    if app_id == "bare":
+        return bare_app
+    if app_id == "raw-get":
+        return build_raw_get_app()
+    if app_id == "bearer_mw":
+        return build_bearer_mw_app(lazy=False)
+    if app_id == "bearer_mw-lazy":
+        return build_bearer_mw_app(lazy=True)
+    if app_id in {"starlette-bare", "starlette-auth"}:
+        from benchmarks.apps.starlette_peer import build_starlette_app
+
+        return build_starlette_app(with_auth=app_id == "starlette-auth")
+    if app_id in {"fastapi-bare", "fastapi-users"}:
+        from benchmarks.apps.fastapi_users_peer import build_fastapi_app
+
+        return build_fastapi_app(with_auth=app_id == "fastapi-users")
+    raise ValueError(f"unknown ASGI app id {app_id!r}")

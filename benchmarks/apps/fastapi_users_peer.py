@@ -1,0 +1,105 @@
+"""fastapi-users with BearerTransport and RedisStrategy, wired as its docs show.
+
+The user manager and the database adapter come from dependencies, as in the
+fastapi-users configuration guide. The database adapter keeps users in a dict, so
+this variant's figures leave out the SQL lookup that a deployment would make.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import redis.asyncio
+from fastapi import Depends, FastAPI
+from fastapi_users import BaseUserManager, FastAPIUsers, UUIDIDMixin
+from fastapi_users.authentication import (
+    AuthenticationBackend,
+    BearerTransport,
+    RedisStrategy,
+)
+from fastapi_users.db import BaseUserDatabase
+
+from benchmarks.apps import settings
+
+# Seeded fastapi-users tokens map to uuid5(USER_NAMESPACE, user id string).
+USER_NAMESPACE = uuid.UUID("6f1d9b43-1c55-4b8e-9a5f-2c3e0f7d8a10")
+
+
+def user_uuid(user_id: str) -> uuid.UUID:
+    return uuid.uuid5(USER_NAMESPACE, user_id)
+
+
+@dataclass
+class User:
+    id: uuid.UUID
+    email: str
+    hashed_password: str = ""
+    is_active: bool = True
+    is_superuser: bool = False
+    is_verified: bool = True
+
+
+class InMemoryUserDatabase(BaseUserDatabase[User, uuid.UUID]):
+    """A user table in a dict that creates a user the first time its id is read."""
+
+    def __init__(self) -> None:
+        self.users: dict[uuid.UUID, User] = {}
+
+    async def get(self, id: uuid.UUID) -> User | None:
+        user = self.users.get(id)
+        if user is None:
+            user = User(id=id, email=f"{id.hex[:12]}@example.invalid")
+            self.users[id] = user
+        return user
+
+    async def get_by_email(self, email: str) -> User | None:
+        return next((u for u in self.users.values() if u.email == email), None)
+
+
+class UserManager(UUIDIDMixin, BaseUserManager[User, uuid.UUID]):
+    reset_password_token_secret = "benchmark-only-secret"  # noqa: S105
+    verification_token_secret = "benchmark-only-secret"  # noqa: S105
+
+
+def build_fastapi_app(*, with_auth: bool) -> FastAPI:
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    if not with_auth:
+
+        @app.get("/me")
+        async def anonymous_me() -> dict[str, Any]:
+            return {"user_id": settings.ANONYMOUS_USER_ID}
+
+        return app
+
+    client = redis.asyncio.Redis.from_url(settings.redis_url(), decode_responses=True)
+    user_database = InMemoryUserDatabase()
+
+    async def get_user_db() -> AsyncIterator[InMemoryUserDatabase]:
+        yield user_database
+
+    async def get_user_manager(
+        user_db: Annotated[InMemoryUserDatabase, Depends(get_user_db)],
+    ) -> AsyncIterator[UserManager]:
+        yield UserManager(user_db)
+
+    def get_redis_strategy() -> RedisStrategy[User, uuid.UUID]:
+        return RedisStrategy(client, lifetime_seconds=3600)
+
+    backend = AuthenticationBackend(
+        name="redis",
+        transport=BearerTransport(tokenUrl="auth/login"),
+        get_strategy=get_redis_strategy,
+    )
+    fastapi_users = FastAPIUsers[User, uuid.UUID](get_user_manager, [backend])
+    current_active_user = fastapi_users.current_user(active=True)
+
+    @app.get("/me")
+    async def authenticated_me(
+        user: Annotated[User, Depends(current_active_user)],
+    ) -> dict[str, Any]:
+        return {"user_id": str(user.id)}
+
+    return app

@@ -1,0 +1,40 @@
+"""Flask with Flask-HTTPAuth's HTTPTokenAuth and a Redis lookup per request."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from flask import Flask
+from flask_httpauth import HTTPTokenAuth
+
+from benchmarks.apps import settings
+
+
+def build_flask_app(*, with_auth: bool) -> Flask:
+    app = Flask("bench")
+    if not with_auth:
+
+        @app.get("/me")
+        def anonymous_me() -> dict[str, Any]:
+            return {"user_id": settings.ANONYMOUS_USER_ID}
+
+        return app
+
+    client = redis.Redis.from_url(settings.redis_url())
+    auth = HTTPTokenAuth(scheme="Bearer")
+
+    @auth.verify_token
+    def verify_token(token: str) -> str | None:
+        data = client.get(settings.FLASK_PREFIX + token)
+        if data is None:
+            return None
+        user_id: str = settings.unpack_record(data)["user_id"]  # type: ignore[arg-type]
+        return user_id
+
+    @app.get("/me")
+    @auth.login_required
+    def authenticated_me() -> dict[str, Any]:
+        return {"user_id": auth.current_user()}
+
+    return app

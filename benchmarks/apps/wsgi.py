@@ -1,0 +1,76 @@
+"""WSGI app variants: the bare ceiling, one raw Redis GET, and bearer_mw."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import redis
+
+from benchmarks.apps import settings
+
+StartResponse = Callable[..., Any]
+Environ = dict[str, Any]
+WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+
+STATUS_LINES = {200: "200 OK", 401: "401 Unauthorized"}
+
+
+def json_response(start_response: StartResponse, status: int, body: bytes) -> list[bytes]:
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    start_response(STATUS_LINES[status], headers)
+    return [body]
+
+
+def bare_app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+    return json_response(start_response, 200, settings.user_body(settings.ANONYMOUS_USER_ID))
+
+
+def build_raw_get_app() -> WSGIApp:
+    client = redis.Redis.from_url(settings.redis_url())
+
+    def raw_get_app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        header = environ.get("HTTP_AUTHORIZATION")
+        token = settings.bearer_credentials(header) if header else None
+        data = client.get(settings.RAW_PREFIX + token) if token else None
+        if data is None:
+            return json_response(start_response, 401, settings.user_body(None))
+        record = settings.unpack_record(data)  # type: ignore[arg-type]
+        return json_response(start_response, 200, settings.user_body(record["user_id"]))
+
+    return raw_get_app
+
+
+def remote_user_app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+    return json_response(start_response, 200, settings.user_body(environ.get("REMOTE_USER")))
+
+
+def ignore_session_app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+    return json_response(start_response, 200, settings.user_body(None))
+
+
+def build_bearer_mw_app(*, lazy: bool) -> WSGIApp:
+    from bearer_mw import BearerMiddleware, SessionStore
+
+    store = SessionStore(redis.Redis.from_url(settings.redis_url()))
+    inner = ignore_session_app if lazy else remote_user_app
+    app: WSGIApp = BearerMiddleware(inner, store, required=True, lazy=lazy)
+    return app
+
+
+def create_app() -> WSGIApp:
+    """Build the WSGI app named by the BENCH_APP environment variable."""
+    app_id = settings.app_id()
+    if app_id == "bare":
+        return bare_app
+    if app_id == "raw-get":
+        return build_raw_get_app()
+    if app_id == "bearer_mw":
+        return build_bearer_mw_app(lazy=False)
+    if app_id == "bearer_mw-lazy":
+        return build_bearer_mw_app(lazy=True)
+    if app_id in {"flask-bare", "flask-httpauth"}:
+        from benchmarks.apps.flask_peer import build_flask_app
+
+        return build_flask_app(with_auth=app_id == "flask-httpauth")
+    raise ValueError(f"unknown WSGI app id {app_id!r}")
