@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 #: Longest accepted ``Bearer`` header value, in characters. Issued tokens are
-#: 60 characters, so this leaves room for tokens of other formats while
+#: 56 characters, so this leaves room for tokens of other formats while
 #: stopping oversized values before any Redis call.
 DEFAULT_MAX_LENGTH = 1024
 

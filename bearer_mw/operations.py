@@ -20,6 +20,7 @@ from .records import (
     encode_payload,
     encode_record,
     encode_renewed,
+    to_base36,
 )
 from .scripts import CREATE, INVALIDATE, INVALIDATE_USER, RENEW, Script
 from .session import Clock, Periods, Session
@@ -142,12 +143,13 @@ class Operations:
                 now,
                 keys.check,
                 successor_keys.check,
-                active_expires,
+                to_base36(active_expires),
                 idle_expires,
                 keys.digest,
                 successor_keys.digest,
                 renewed,
                 grace_until,
+                to_base36(idle_expires),
             ),
         )
         if not reply:

@@ -8,8 +8,9 @@ Key layout, for the default prefix ``bmw:``::
 
 A live record is ``1|<check>|<created>|<active>|<idle>|<payload>``: ``check``
 repeats the start of the token digest, the three times are epoch milliseconds
-and ``payload`` is compact JSON ``[user_id, attributes]``. The scripts treat the
-payload as opaque, so renewal never re-encodes it.
+in base 36 (8 characters instead of 13) and ``payload`` is compact JSON
+``[user_id, attributes]``. The scripts treat the payload as opaque, so renewal
+never re-encodes it.
 
 A renewed record, kept for the renewal grace window, is
 ``2|<check>|<grace until>|<successor digest>|<sealed successor token>``.
@@ -36,6 +37,7 @@ __all__ = [
     "encode_payload",
     "encode_record",
     "encode_renewed",
+    "to_base36",
 ]
 
 LIVE = "1"
@@ -99,11 +101,28 @@ def encode_payload(user_id: str, attributes: Mapping[str, Any]) -> str:
         ) from exc
 
 
+_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def to_base36(number: int) -> str:
+    """Encode a non-negative integer in base 36, which Lua's tonumber reads."""
+    if number == 0:
+        return "0"
+    digits = []
+    while number:
+        number, remainder = divmod(number, 36)
+        digits.append(_DIGITS[remainder])
+    return "".join(reversed(digits))
+
+
 def encode_record(
     check: str, created: int, active_expires: int, idle_expires: int, payload: str
 ) -> str:
     """Pack a live session record."""
-    return f"{LIVE}|{check}|{created}|{active_expires}|{idle_expires}|{payload}"
+    times = (
+        f"{to_base36(created)}|{to_base36(active_expires)}|{to_base36(idle_expires)}"
+    )
+    return f"{LIVE}|{check}|{times}|{payload}"
 
 
 def _text(reply: bytes | str) -> str:
@@ -125,8 +144,8 @@ def decode_record(
         kind, check, created, active, idle, payload = text.split("|", 5)
         if kind != LIVE or not hmac.compare_digest(check, keys.check):
             return None
-        active_expires = int(active)
-        idle_expires = int(idle)
+        active_expires = int(active, 36)
+        idle_expires = int(idle, 36)
         state = session_state(now, active_expires, idle_expires)
         if state == "dead":
             return None
@@ -139,7 +158,7 @@ def decode_record(
         session_id=keys.digest,
         user_id=user_id,
         attributes=freeze_attributes(attributes),
-        created=int(created),
+        created=int(created, 36),
         active_expires=active_expires,
         idle_expires=idle_expires,
         state=state,

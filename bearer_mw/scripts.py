@@ -54,10 +54,12 @@ return 1
 
 #: KEYS[1] old session key, KEYS[2] successor key, KEYS[3] user index.
 #: ARGV[1] now, ARGV[2] old check, ARGV[3] successor check,
-#: ARGV[4] successor active expiry, ARGV[5] successor idle expiry,
+#: ARGV[4] successor active expiry in base 36, ARGV[5] successor idle expiry,
 #: ARGV[6] old digest, ARGV[7] successor digest,
 #: ARGV[8] renewed record for the old key, or '' to delete the old key,
-#: ARGV[9] end of the grace window.
+#: ARGV[9] end of the grace window, ARGV[10] ARGV[5] in base 36.
+#: Times are epoch milliseconds in decimal unless marked base 36, the form
+#: records store them in.
 #: Returns {'renewed', successor record}, {'replay', renewed record} when the
 #: old token was renewed already, or false when the session is dead or unknown.
 RENEW = Script(
@@ -71,13 +73,13 @@ end
 if string.sub(record, 1, 2) == '2|' then
   return {'replay', record}
 end
-local check, created, active, idle, payload =
-  string.match(record, '^1|([^|]*)|(%d+)|(%d+)|(%d+)|(.*)$')
-if check ~= ARGV[2] or tonumber(idle) <= tonumber(ARGV[1]) then
+local check, created, idle, payload =
+  string.match(record, '^1|([^|]*)|(%w+)|%w+|(%w+)|(.*)$')
+if check ~= ARGV[2] or tonumber(idle, 36) <= tonumber(ARGV[1]) then
   return false
 end
 local fresh = '1|' .. ARGV[3] .. '|' .. created .. '|' .. ARGV[4] .. '|'
-  .. ARGV[5] .. '|' .. payload
+  .. ARGV[10] .. '|' .. payload
 redis.call('SET', KEYS[2], fresh, 'PXAT', ARGV[5])
 if ARGV[8] ~= '' then
   redis.call('SET', KEYS[1], ARGV[8], 'PXAT', ARGV[9])

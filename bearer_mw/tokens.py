@@ -2,14 +2,16 @@
 
 A token is ``<user tag>.<secret>``:
 
-- the user tag is 16 base64url characters (96 bits) of a SHA-256 digest of the
+- the user tag is 12 base64url characters (72 bits) of a SHA-256 digest of the
   user id. Every key of one user carries it as a Redis Cluster hash tag, so a
   session, its successor and the user's index share one hash slot and each
   multi-key step can run as one atomic script;
 - the secret is 32 bytes from :mod:`secrets` (256 bits), base64url encoded.
 
-Redis never sees a token. A session key ends with 32 base64url characters
-(192 bits) of SHA-256 over the whole token.
+Redis never sees a token. A session key ends with 22 base64url characters
+(132 bits) of SHA-256 over the whole token. The lengths are as short as their
+jobs allow, because every byte is stored once per session in the key and once
+in the user's index.
 """
 
 from __future__ import annotations
@@ -32,14 +34,14 @@ __all__ = [
     "user_tag",
 ]
 
-USER_TAG_LENGTH = 16
+USER_TAG_LENGTH = 12
 SECRET_BYTES = 32
-DIGEST_LENGTH = 32
+DIGEST_LENGTH = 22
 #: Characters of the token digest that a stored record repeats, so a reply
 #: read for one key is recognised when it belongs to another.
-CHECK_LENGTH = 12
+CHECK_LENGTH = 8
 
-TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{16}\.[A-Za-z0-9_-]{43}")
+TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{12}\.[A-Za-z0-9_-]{43}")
 
 _SUCCESSOR_CONTEXT = b"bearer_mw successor token\x00"
 
