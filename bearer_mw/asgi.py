@@ -16,7 +16,9 @@ from .errors import StoreUnavailableError
 from .header import (
     DEFAULT_MAX_LENGTH,
     MULTIPLE_HEADERS,
+    SEVERAL_METHODS,
     Credentials,
+    CredentialsStatus,
     parse_authorization,
 )
 from .policy import (
@@ -111,7 +113,9 @@ class AsyncBearerMiddleware:
             return
         requirement = config.rule_set.requirement_for(path, method)
         if requirement.public:
-            await self.app(scope, receive, send)
+            public_scope = dict(scope)
+            _set_anonymous(public_scope)
+            await self.app(public_scope, receive, send)
             return
 
         credentials, changes = self._credentials(scope)
@@ -124,7 +128,7 @@ class AsyncBearerMiddleware:
         scope = {**scope, **changes, AUTH_KEY: auth}
         if credentials.token is None or (config.lazy and not requirement.required):
             _set_anonymous(scope)
-            await self.app(scope, receive, send)
+            await self._call_app(scope, receive, send)
             return
 
         try:
@@ -132,7 +136,7 @@ class AsyncBearerMiddleware:
         except StoreUnavailableError:
             if config.anonymous_when_unavailable and not requirement.required:
                 _set_anonymous(scope)
-                await self.app(scope, receive, send)
+                await self._call_app(scope, receive, send)
                 return
             await self._deny(STORE_UNAVAILABLE, scope, receive, send)
             return
@@ -146,18 +150,65 @@ class AsyncBearerMiddleware:
         assert session is not None
         scope[SESSION_KEY] = session
         scope["user"], scope["auth"] = authenticated(session)
-        await self.app(scope, receive, send)
+        await self._call_app(scope, receive, send)
+
+    async def _call_app(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        """Run the app, answering 503 if a lazy lookup finds Redis unavailable.
+
+        The app's own lookups (``await scope["bearer_mw.auth"].validate()``)
+        raise :class:`~bearer_mw.StoreUnavailableError`. Before the response
+        has started, the middleware turns that into the usual 503. After that,
+        or on a websocket, the error propagates to the server.
+        """
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        started = False
+
+        async def tracking_send(message: Any) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except StoreUnavailableError:
+            if started:
+                raise
+            await self._deny(STORE_UNAVAILABLE, scope, receive, send)
 
     def _credentials(self, scope: Scope) -> tuple[Credentials, dict[str, Any]]:
-        values = [value for name, value in scope["headers"] if name == b"authorization"]
-        if len(values) > 1:
-            return MULTIPLE_HEADERS, NO_CHANGES
+        """Read the request's credentials and the scope entries that hide them.
+
+        Header names are compared case-insensitively, because the ASGI
+        specification only asks servers to lowercase them.
+        """
+        values = [
+            value
+            for name, value in scope["headers"]
+            if name.lower() == b"authorization"
+        ]
         max_length = self.config.max_header_length
-        if values:
-            return parse_authorization(values[0], max_length=max_length), NO_CHANGES
+        changes = NO_CHANGES
         if scope["type"] == "websocket" and self.websocket_token is not None:
-            return read_websocket_token(scope, self.websocket_token, max_length)
-        return parse_authorization(None), NO_CHANGES
+            alternative, changes = read_websocket_token(
+                scope, self.websocket_token, max_length
+            )
+            if not values:
+                return alternative, changes
+            if alternative.status is not CredentialsStatus.ABSENT:
+                # RFC 6750, section 2: a client sends its token one way only.
+                return SEVERAL_METHODS, changes
+
+        if len(values) > 1:
+            return MULTIPLE_HEADERS, changes
+        if values:
+            return parse_authorization(values[0], max_length=max_length), changes
+        return parse_authorization(None), changes
 
     async def _deny(
         self,
@@ -262,7 +313,9 @@ async def _no_receive() -> Any:
 
 
 def _is_preflight(scope: Scope) -> bool:
-    return any(name == b"access-control-request-method" for name, _ in scope["headers"])
+    return any(
+        name.lower() == b"access-control-request-method" for name, _ in scope["headers"]
+    )
 
 
 def _app_path(scope: Scope) -> str:

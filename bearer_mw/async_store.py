@@ -6,10 +6,19 @@ from collections.abc import Mapping
 from typing import Any
 
 import redis.asyncio
+import redis.asyncio.cluster
+from redis.asyncio.cluster import PipelineCommand
 
-from ._base_store import BaseStore, NoScriptError, RedisConnectionError, RedisError
+from ._base_store import (
+    REDIRECTIONS,
+    STORE_ERRORS,
+    BaseStore,
+    NoScriptError,
+    RedisConnectionError,
+    script_commands,
+)
 from .errors import InvalidSessionError
-from .operations import Call, Command, Operation
+from .operations import Call, Command, Operation, ScriptCall
 from .session import Session
 
 __all__ = ["AsyncSessionStore"]
@@ -23,7 +32,11 @@ class AsyncSessionStore(BaseStore):
     :class:`~bearer_mw.SessionStore`, awaited.
     """
 
-    def __init__(self, client: redis.asyncio.Redis | Any, **settings: Any) -> None:
+    def __init__(
+        self,
+        client: redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster | Any,
+        **settings: Any,
+    ) -> None:
         super().__init__(**settings)
         self.client = client
 
@@ -104,7 +117,7 @@ class AsyncSessionStore(BaseStore):
             except RedisConnectionError:
                 # As in the sync store: one more attempt on a fresh connection.
                 reply = await self._send(call)
-        except RedisError as error:
+        except STORE_ERRORS as error:
             raise self._unavailable(operation, error) from error
         if self._outage.failing:
             self._outage.success()
@@ -113,6 +126,8 @@ class AsyncSessionStore(BaseStore):
     async def _send(self, call: Call) -> Any:
         if isinstance(call, Command):
             return await self.client.execute_command(*call.args)
+        if self.wait_replicas:
+            return await self._send_and_wait(call)
         script = call.script
         try:
             return await self.client.execute_command(
@@ -122,3 +137,53 @@ class AsyncSessionStore(BaseStore):
             return await self.client.execute_command(
                 "EVAL", script.source, len(call.keys), *call.keys, *call.args
             )
+
+    async def _send_and_wait(self, call: ScriptCall) -> Any:
+        # As in the sync store: the script and WAIT share one connection.
+        client = self.client
+        if not isinstance(client, redis.asyncio.cluster.RedisCluster):
+            return await self._pipeline_and_wait(client, call)
+
+        try:
+            return await self._node_pipeline_and_wait(client, call)
+        except (*REDIRECTIONS, RedisConnectionError):
+            # The slot moved, or its primary failed: reload the slot map and
+            # try once more on the primary it names now.
+            await client.nodes_manager.initialize()
+            return await self._node_pipeline_and_wait(client, call)
+
+    async def _pipeline_and_wait(
+        self, client: redis.asyncio.Redis, call: ScriptCall
+    ) -> Any:
+        for script_args in script_commands(call):
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.execute_command(*script_args)
+                pipe.execute_command(*self._wait_command())
+                reply, acknowledged = await pipe.execute(raise_on_error=False)
+            if not isinstance(reply, NoScriptError):
+                break
+        return self._checked_reply(reply, acknowledged)
+
+    async def _node_pipeline_and_wait(
+        self, client: redis.asyncio.cluster.RedisCluster, call: ScriptCall
+    ) -> Any:
+        # A cluster pipeline would route WAIT, which has no key, to every
+        # primary. ClusterNode.execute_pipeline sends a batch on one
+        # connection to one node, the primary of the keys' slot.
+        await client.initialize()
+        node = client.get_node_from_key(call.keys[0])
+        if node is None:
+            # Treated like a lost node: the caller reloads the slot map.
+            raise RedisConnectionError(
+                f"no primary serves the slot of the {call.script.name} script keys"
+            )
+        for script_args in script_commands(call):
+            commands = [
+                PipelineCommand(0, *script_args),
+                PipelineCommand(1, *self._wait_command()),
+            ]
+            await node.execute_pipeline(commands)
+            reply, acknowledged = (command.result for command in commands)
+            if not isinstance(reply, NoScriptError):
+                break
+        return self._checked_reply(reply, acknowledged)

@@ -90,6 +90,7 @@ def malformed(reason: str) -> Credentials:
 
 
 MULTIPLE_HEADERS = malformed("the request has more than one Authorization header")
+SEVERAL_METHODS = malformed("the request sends a bearer token in more than one way")
 
 
 def parse_authorization(

@@ -91,12 +91,9 @@ class Operations:
         self, user_id: str, attributes: Mapping[str, Any] | None
     ) -> Generator[Call, Any, tuple[str, Session]]:
         """Store a new session and return its token and value."""
-        if not isinstance(user_id, str):
-            raise ConfigurationError(
-                f"user_id must be a str, got {type(user_id).__name__}"
-            )
+        tag = user_tag(user_id)
         payload = encode_payload(user_id, attributes or {})
-        token = new_token(user_tag(user_id))
+        token = new_token(tag)
         keys = self.keys.for_token(token)
         now = self.clock()
         active_expires, idle_expires = self.periods.expiries(now)
@@ -190,7 +187,7 @@ class Operations:
             reply = yield ScriptCall(
                 INVALIDATE,
                 (self.keys.session_key(tag, digest), keys.index),
-                (digest,),
+                (digest, self.clock()),
             )
             if not reply:
                 break

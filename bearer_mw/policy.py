@@ -107,7 +107,10 @@ def renewal_body(token: str, session: Session, now: int) -> bytes:
     return json.dumps(document, separators=(",", ":")).encode("ascii")
 
 
+#: Headers of a renewal answer. Like an OAuth 2.0 token response (RFC 6749,
+#: section 5.1), it carries a token, so no cache may keep it.
 RENEWAL_HEADERS = [
     ("Content-Type", "application/json"),
     ("Cache-Control", "no-store"),
+    ("Pragma", "no-cache"),
 ]

@@ -89,16 +89,19 @@ class KeySpace:
 def encode_payload(user_id: str, attributes: Mapping[str, Any]) -> str:
     """Encode the user id and attributes as compact JSON."""
     try:
-        return json.dumps(
+        payload = json.dumps(
             [user_id, dict(attributes)],
             ensure_ascii=False,
             separators=(",", ":"),
             allow_nan=False,
         )
+        # Lone surrogates survive json.dumps but cannot be sent to Redis.
+        payload.encode("utf-8")
     except (TypeError, ValueError) as exc:
         raise ConfigurationError(
-            f"session attributes must be JSON-serialisable: {exc}"
+            f"the user id and session attributes must be JSON-serialisable text: {exc}"
         ) from exc
+    return payload
 
 
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
@@ -106,6 +109,8 @@ _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 def to_base36(number: int) -> str:
     """Encode a non-negative integer in base 36, which Lua's tonumber reads."""
+    if number < 0:
+        raise ValueError(f"cannot encode negative time {number} in a record")
     if number == 0:
         return "0"
     digits = []
@@ -113,6 +118,13 @@ def to_base36(number: int) -> str:
         number, remainder = divmod(number, 36)
         digits.append(_DIGITS[remainder])
     return "".join(reversed(digits))
+
+
+def from_base36(text: str) -> int:
+    """Decode what :func:`to_base36` wrote; raise ValueError on anything else."""
+    if not (text.isascii() and text.isalnum()):
+        raise ValueError("a record time must be base-36 digits")
+    return int(text, 36)
 
 
 def encode_record(
@@ -144,8 +156,9 @@ def decode_record(
         kind, check, created, active, idle, payload = text.split("|", 5)
         if kind != LIVE or not hmac.compare_digest(check, keys.check):
             return None
-        active_expires = int(active, 36)
-        idle_expires = int(idle, 36)
+        created_at = from_base36(created)
+        active_expires = from_base36(active)
+        idle_expires = from_base36(idle)
         state = session_state(now, active_expires, idle_expires)
         if state == "dead":
             return None
@@ -158,7 +171,7 @@ def decode_record(
         session_id=keys.digest,
         user_id=user_id,
         attributes=freeze_attributes(attributes),
-        created=int(created, 36),
+        created=created_at,
         active_expires=active_expires,
         idle_expires=idle_expires,
         state=state,

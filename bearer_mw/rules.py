@@ -15,6 +15,10 @@ from dataclasses import dataclass, field
 
 __all__ = ["REQUIRED", "Requirement", "Rule", "RuleSet"]
 
+# RFC 6750, section 3: a scope value in a challenge is made of %x21 / %x23-5B
+# / %x5D-7E, and spaces separate the values.
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+
 
 @dataclass(frozen=True, slots=True)
 class Requirement:
@@ -55,6 +59,14 @@ class Rule:
             raise ValueError(f"rule path {self.path!r} must start with '/'")
         if self.public and self.scopes:
             raise ValueError(f"rule {self.path!r} cannot be public and need scopes")
+        if isinstance(self.scopes, str):
+            raise TypeError(f"rule {self.path!r}: scopes must be a list of strings")
+        for scope in self.scopes:
+            if not _SCOPE_TOKEN.fullmatch(scope):
+                raise ValueError(
+                    f"rule {self.path!r}: scope {scope!r} must be non-empty printable "
+                    "ASCII without spaces, double quotes or backslashes"
+                )
         requirement = Requirement(
             required=(self.required or bool(self.scopes)) and not self.public,
             scopes=tuple(self.scopes),

@@ -93,18 +93,20 @@ return {'renewed', fresh}
 """,
 )
 
-#: KEYS[1] session key, KEYS[2] user index. ARGV[1] token digest.
+#: KEYS[1] session key, KEYS[2] user index. ARGV[1] token digest, ARGV[2] now.
 #: Returns false when the key did not exist, the successor digest when the key
 #: held a renewed record (so the caller removes the successor too), else 1.
 INVALIDATE = Script(
     "invalidate",
-    """
+    _TRIM_INDEX
+    + """
 local record = redis.call('GET', KEYS[1])
 if not record then
   return false
 end
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
+trim_index(KEYS[2], ARGV[2])
 if string.sub(record, 1, 2) == '2|' then
   return string.match(record, '^2|[^|]*|%d+|([^|]*)|') or 1
 end

@@ -46,11 +46,20 @@ def session_state(now: int, active_expires: int, idle_expires: int) -> SessionSt
     return "dead"
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _to_datetime(milliseconds: int) -> datetime:
-    return datetime.fromtimestamp(milliseconds / 1000, tz=UTC)
+    # Integer arithmetic keeps every millisecond, which float seconds lose
+    # for dates a few centuries out.
+    return _EPOCH + timedelta(milliseconds=milliseconds)
 
 
-def _to_milliseconds(period: timedelta | int, name: str) -> int:
+def to_milliseconds(period: timedelta | int, name: str) -> int:
+    """Convert a timedelta or whole seconds to integer milliseconds.
+
+    ``name`` is the setting's name, for the error message.
+    """
     if isinstance(period, timedelta):
         milliseconds = (
             period.days * 86_400_000
@@ -82,8 +91,8 @@ class Periods:
         cls, active_period: timedelta | int, idle_period: timedelta | int
     ) -> Periods:
         """Build periods from timedeltas or whole seconds, checking their range."""
-        active = _to_milliseconds(active_period, "active_period")
-        idle = _to_milliseconds(idle_period, "idle_period")
+        active = to_milliseconds(active_period, "active_period")
+        idle = to_milliseconds(idle_period, "idle_period")
         if active <= 0:
             raise ConfigurationError(
                 f"active_period must be at least 1 ms, got {active} ms"

@@ -6,10 +6,18 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import redis
+import redis.cluster
 
-from ._base_store import BaseStore, NoScriptError, RedisConnectionError, RedisError
+from ._base_store import (
+    REDIRECTIONS,
+    STORE_ERRORS,
+    BaseStore,
+    NoScriptError,
+    RedisConnectionError,
+    script_commands,
+)
 from .errors import InvalidSessionError
-from .operations import Call, Command, Operation
+from .operations import Call, Command, Operation, ScriptCall
 from .session import Session
 
 __all__ = ["SessionStore"]
@@ -21,13 +29,16 @@ class SessionStore(BaseStore):
     """Sessions in Redis behind bearer tokens, over a synchronous client.
 
     ``client`` is a ``redis.Redis``, ``redis.cluster.RedisCluster`` or a
-    Sentinel-managed ``redis.Redis``. See :class:`BaseStore` for the settings.
+    Sentinel-managed ``redis.Redis``, as built by ``Sentinel.master_for``. See
+    :class:`~bearer_mw._base_store.BaseStore` for the settings.
     Every method raises :class:`~bearer_mw.StoreUnavailableError` when Redis
     cannot be reached; a read that fails on a broken connection is retried
     once on a fresh one first.
     """
 
-    def __init__(self, client: redis.Redis | Any, **settings: Any) -> None:
+    def __init__(
+        self, client: redis.Redis | redis.cluster.RedisCluster | Any, **settings: Any
+    ) -> None:
         super().__init__(**settings)
         self.client = client
 
@@ -121,7 +132,7 @@ class SessionStore(BaseStore):
                 # renewal finds the renewed record and returns the same
                 # successor, except with renewal_grace set to zero.
                 reply = self._send(call)
-        except RedisError as error:
+        except STORE_ERRORS as error:
             raise self._unavailable(operation, error) from error
         if self._outage.failing:
             self._outage.success()
@@ -130,6 +141,8 @@ class SessionStore(BaseStore):
     def _send(self, call: Call) -> Any:
         if isinstance(call, Command):
             return self.client.execute_command(*call.args)
+        if self.wait_replicas:
+            return self._send_and_wait(call)
         script = call.script
         try:
             return self.client.execute_command(
@@ -139,3 +152,36 @@ class SessionStore(BaseStore):
             return self.client.execute_command(
                 "EVAL", script.source, len(call.keys), *call.keys, *call.args
             )
+
+    def _send_and_wait(self, call: ScriptCall) -> Any:
+        # Every script call writes. WAIT counts the replicas that acknowledged
+        # the writes made on its own connection, so the script and WAIT go out
+        # in one pipeline, which holds a single connection to one server.
+        client = self.client
+        if not isinstance(client, redis.cluster.RedisCluster):
+            return self._pipeline_and_wait(client, call)
+
+        # A cluster pipeline would route WAIT, which has no key, to every
+        # primary, so the pipeline runs on the client of the slot's primary.
+        try:
+            return self._pipeline_and_wait(self._primary_for(call), call)
+        except (*REDIRECTIONS, RedisConnectionError):
+            # The slot moved, or its primary failed: reload the slot map and
+            # try once more on the primary it names now.
+            client.nodes_manager.initialize()
+            return self._pipeline_and_wait(self._primary_for(call), call)
+
+    def _primary_for(self, call: ScriptCall) -> Any:
+        client: Any = self.client
+        node = client.get_node_from_key(call.keys[0])
+        return client.get_redis_connection(node)
+
+    def _pipeline_and_wait(self, client: Any, call: ScriptCall) -> Any:
+        for script_args in script_commands(call):
+            with client.pipeline(transaction=False) as pipe:
+                pipe.execute_command(*script_args)
+                pipe.execute_command(*self._wait_command())
+                reply, acknowledged = pipe.execute(raise_on_error=False)
+            if not isinstance(reply, NoScriptError):
+                break
+        return self._checked_reply(reply, acknowledged)

@@ -22,6 +22,8 @@ import hmac
 import re
 import secrets
 
+from .errors import ConfigurationError
+
 __all__ = [
     "CHECK_LENGTH",
     "TOKEN_PATTERN",
@@ -51,8 +53,18 @@ def _b64(data: bytes) -> str:
 
 
 def user_tag(user_id: str) -> str:
-    """Derive the hash tag shared by every key of ``user_id``."""
-    digest = hashlib.sha256(b"bearer_mw user\x00" + user_id.encode("utf-8"))
+    """Derive the hash tag shared by every key of ``user_id``.
+
+    Raises ConfigurationError when ``user_id`` is not a str or cannot be
+    encoded as UTF-8 (a lone surrogate, for example).
+    """
+    if not isinstance(user_id, str):
+        raise ConfigurationError(f"user_id must be a str, got {type(user_id).__name__}")
+    try:
+        encoded = user_id.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ConfigurationError(f"user_id is not valid Unicode text: {exc}") from exc
+    digest = hashlib.sha256(b"bearer_mw user\x00" + encoded)
     return _b64(digest.digest())[:USER_TAG_LENGTH]
 
 

@@ -10,12 +10,16 @@ may carry its token in one of two places instead:
   offered beside the subprotocol the app really speaks. Servers rarely log
   this header.
 
-Either way, the middleware removes the token from the scope it passes on, so
-the app can neither log it nor echo it back as the chosen subprotocol.
+Either way, the middleware removes the token from the scope it passes on
+(``query_string``, or ``subprotocols`` and the ``Sec-WebSocket-Protocol``
+header), so the app can neither log it nor echo it back as the chosen
+subprotocol. A handshake that also sends an ``Authorization`` header is
+rejected, because RFC 6750, section 2, allows one way of sending the token.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode
 
@@ -68,7 +72,8 @@ def _from_subprotocols(
     if not tokens:
         return parse_authorization(None), NO_CHANGES
     changes = {
-        "subprotocols": [p for p in offered if not p.startswith(SUBPROTOCOL_PREFIX)]
+        "subprotocols": [p for p in offered if not p.startswith(SUBPROTOCOL_PREFIX)],
+        "headers": _headers_without_token(scope["headers"]),
     }
     if len(tokens) > 1:
         return malformed(
@@ -76,3 +81,23 @@ def _from_subprotocols(
         ), changes
     token = tokens[0][len(SUBPROTOCOL_PREFIX) :]
     return parse_authorization(f"Bearer {token}", max_length=max_length), changes
+
+
+def _headers_without_token(
+    headers: Iterable[tuple[bytes, bytes]],
+) -> list[tuple[bytes, bytes]]:
+    """Copy the handshake headers with every ``bearer.`` subprotocol removed.
+
+    A ``Sec-WebSocket-Protocol`` line left with no subprotocol is dropped.
+    """
+    prefix = SUBPROTOCOL_PREFIX.encode("ascii")
+    kept: list[tuple[bytes, bytes]] = []
+    for name, value in headers:
+        if name.lower() != b"sec-websocket-protocol":
+            kept.append((name, value))
+            continue
+        offered = [item.strip() for item in value.split(b",")]
+        remaining = [item for item in offered if item and not item.startswith(prefix)]
+        if remaining:
+            kept.append((name, b", ".join(remaining)))
+    return kept

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,7 @@ from .rules import REQUIRED, Rule
 from .store import SessionStore
 
 if TYPE_CHECKING:
+    from _typeshed import OptExcInfo
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 __all__ = ["BearerMiddleware"]
@@ -115,13 +117,13 @@ class BearerMiddleware:
         auth = RequestAuth(self.store, credentials.token)
         environ[AUTH_KEY] = auth
         if credentials.token is None or (config.lazy and not requirement.required):
-            return self.app(environ, start_response)
+            return self._call_app(environ, start_response)
 
         try:
             session = auth.lookup()
         except StoreUnavailableError:
             if config.anonymous_when_unavailable and not requirement.required:
-                return self.app(environ, start_response)
+                return self._call_app(environ, start_response)
             return self._deny(STORE_UNAVAILABLE, start_response)
 
         denial = deny_session(session, requirement, config.idle_denial)
@@ -132,14 +134,41 @@ class BearerMiddleware:
         environ[SESSION_KEY] = session
         environ["REMOTE_USER"] = session.user_id
         environ["AUTH_TYPE"] = "Bearer"
-        return self.app(environ, start_response)
+        return self._call_app(environ, start_response)
 
-    def _deny(self, denial: Denial, start_response: StartResponse) -> list[bytes]:
+    def _call_app(
+        self, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        """Run the app, answering 503 if a lazy lookup finds Redis unavailable.
+
+        ``environ["bearer_mw.auth"].validate()`` raises
+        :class:`~bearer_mw.StoreUnavailableError`. When that escapes the app
+        call, the 503 goes out through ``start_response`` with ``exc_info``,
+        which PEP 3333 lets replace a status that was not sent yet; if it was
+        sent, ``start_response`` raises the error again for the server.
+        """
+        try:
+            return self.app(environ, start_response)
+        except StoreUnavailableError:
+            # NOTE: an error raised while the server iterates the response
+            # body is not caught here, so a generator app that looks up the
+            # session lazily gets the server's own error response.
+            return self._deny(STORE_UNAVAILABLE, start_response, sys.exc_info())
+
+    def _deny(
+        self,
+        denial: Denial,
+        start_response: StartResponse,
+        exc_info: OptExcInfo | None = None,
+    ) -> list[bytes]:
         logger.debug("request rejected: %d %s", denial.status, denial.error)
         response = build_error_response(
             denial, self.config.realm, retry_after=self.config.retry_after
         )
-        start_response(response.status_line, response.headers)
+        if exc_info is None:
+            start_response(response.status_line, response.headers)
+        else:
+            start_response(response.status_line, response.headers, exc_info)
         return [response.body]
 
     def _renew(

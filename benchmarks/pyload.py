@@ -61,7 +61,7 @@ async def drive_connection(
     requests: list[bytes],
     offset: int,
     stop_at: float,
-    timeout: float,
+    request_timeout: float,
     totals: Totals,
 ) -> None:
     reader: asyncio.StreamReader | None = None
@@ -71,7 +71,7 @@ async def drive_connection(
         if writer is None or reader is None:
             try:
                 connection = asyncio.open_connection(host, port)
-                reader, writer = await asyncio.wait_for(connection, timeout)
+                reader, writer = await asyncio.wait_for(connection, request_timeout)
             except (OSError, TimeoutError):
                 totals.connect_errors += 1
                 await asyncio.sleep(0.01)
@@ -88,7 +88,9 @@ async def drive_connection(
             reader = writer = None
             continue
         try:
-            status, keep_alive = await asyncio.wait_for(read_response(reader), timeout)
+            status, keep_alive = await asyncio.wait_for(
+                read_response(reader), request_timeout
+            )
         except TimeoutError:
             totals.timeouts += 1
             keep_alive = False
@@ -106,7 +108,9 @@ async def drive_connection(
         writer.close()
 
 
-def build_requests(host: str, port: int, path: str, header_values: list[str]) -> list[bytes]:
+def build_requests(
+    host: str, port: int, path: str, header_values: list[str]
+) -> list[bytes]:
     requests = []
     for value in header_values:
         lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}"]
@@ -123,21 +127,28 @@ def percentile_us(sorted_seconds: list[float], percent: float) -> int:
     return round(sorted_seconds[rank] * 1_000_000)
 
 
-async def run(url: str, header_file: Path, connections: int, duration: float, timeout: float) -> dict[str, object]:
+async def run(
+    url: str,
+    header_values: list[str],
+    connections: int,
+    duration: float,
+    request_timeout: float,
+) -> dict[str, object]:
     parts = urlsplit(url)
     host = parts.hostname or "127.0.0.1"
     port = parts.port or 80
     path = parts.path or "/"
-    values = [line for line in header_file.read_text().splitlines() if line]
-    requests = build_requests(host, port, path, values)
+    requests = build_requests(host, port, path, header_values)
     totals = Totals()
     started = time.monotonic()
     stop_at = started + duration
     tasks = [
-        drive_connection(host, port, requests, index * 7, stop_at, timeout, totals)
+        drive_connection(
+            host, port, requests, index * 7, stop_at, request_timeout, totals
+        )
         for index in range(connections)
     ]
-    await asyncio.wait_for(asyncio.gather(*tasks), duration + 2 * timeout + 5)
+    await asyncio.wait_for(asyncio.gather(*tasks), duration + 2 * request_timeout + 5)
     elapsed = time.monotonic() - started
     ordered = sorted(totals.latencies)
     return {
@@ -166,9 +177,14 @@ def main() -> None:
     parser.add_argument("header_file", type=Path)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds of load")
-    parser.add_argument("--timeout", type=float, default=5.0, help="seconds per request")
+    parser.add_argument(
+        "--timeout", type=float, default=5.0, help="seconds per request"
+    )
     args = parser.parse_args()
-    result = asyncio.run(run(args.url, args.header_file, args.connections, args.duration, args.timeout))
+    values = [line for line in args.header_file.read_text().splitlines() if line]
+    result = asyncio.run(
+        run(args.url, values, args.connections, args.duration, args.timeout)
+    )
     print("BENCH_RESULT " + json.dumps(result), flush=True)
 
 

@@ -34,7 +34,10 @@ def is_loopback_host(host: str | None) -> bool:
 
 
 def require_allowed_host(url: str, *, allow_remote: bool, what: str) -> None:
-    """Raise ValueError unless the URL's host is loopback or remote hosts are allowed."""
+    """Raise ValueError unless the URL's host is loopback or remote hosts are allowed.
+
+    ``what`` names the option in the error message.
+    """
     host = urlsplit(url).hostname
     if host is None:
         raise ValueError(f"{what} {url!r} has no host name")
@@ -61,7 +64,9 @@ class RedisTarget:
         return redis.Redis.from_url(self.url)
 
 
-def start_redis_server(supervisor: Supervisor, data_dir: Path, cpu: int | None) -> RedisTarget:
+def start_redis_server(
+    supervisor: Supervisor, data_dir: Path, cpu: int | None
+) -> RedisTarget:
     """Start redis-server on a free loopback port without persistence."""
     executable = shutil.which("redis-server")
     if executable is None:

@@ -12,7 +12,7 @@ from typing import Literal
 
 Interface = Literal["asgi", "wsgi"]
 TokenScheme = Literal["bearer_mw", "raw", "starlette", "fastapi_users", "flask"]
-TokenKind = Literal["valid", "missing", "malformed", "unknown", "idle"]
+TokenKind = Literal["valid", "missing", "malformed", "revoked", "idle"]
 
 OK = frozenset({200})
 UNAUTHORIZED = frozenset({401})
@@ -72,12 +72,12 @@ def core_variants(interface: Interface) -> list[Variant]:
                 UNAUTHORIZED, "eager mode, no Authorization header"),
         Variant(prefix + "bearer_mw-malformed", eager, "bearer_mw", "malformed",
                 BAD_CREDENTIALS, "eager mode, token with characters RFC 6750 forbids"),
-        Variant(prefix + "bearer_mw-unknown", eager, "bearer_mw", "unknown",
-                UNAUTHORIZED, "eager mode, well-formed token that was never issued"),
+        Variant(prefix + "bearer_mw-revoked", eager, "bearer_mw", "revoked",
+                UNAUTHORIZED, "eager mode, token of an invalidated session"),
         Variant(prefix + "bearer_mw-idle", eager, "bearer_mw", "idle",
                 UNAUTHORIZED, "eager mode, token of a session past its idle timeout"),
         Variant(prefix + "bearer_mw-lazy", lazy, "bearer_mw", "valid", OK,
-                "lazy mode, valid token, route never reads the session"),
+                "lazy mode, session optional, route never reads it"),
     ]  # fmt: skip
 
 
@@ -102,7 +102,9 @@ def asgi_peer_variants() -> list[Variant]:
 
 def wsgi_peer_variants() -> list[Variant]:
     flask_bare = App("wsgi", "flask-bare", "flask-bare", ("flask",))
-    flask_auth = App("wsgi", "flask-httpauth", "flask-bare", ("flask", "flask_httpauth"))
+    flask_auth = App(
+        "wsgi", "flask-httpauth", "flask-bare", ("flask", "flask_httpauth")
+    )
     return [
         Variant("wsgi:flask-bare", flask_bare, "flask", "valid", OK,
                 "Flask route, no authentication"),

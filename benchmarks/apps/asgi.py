@@ -7,6 +7,7 @@ from typing import Any
 
 import redis.asyncio
 
+from bearer_mw import AsyncBearerMiddleware, AsyncSessionStore
 from benchmarks.apps import settings
 
 Scope = MutableMapping[str, Any]
@@ -59,11 +60,11 @@ async def ignore_session_app(scope: Scope, receive: Receive, send: Send) -> None
 
 
 def build_bearer_mw_app(*, lazy: bool) -> ASGIApp:
-    from bearer_mw import AsyncBearerMiddleware, AsyncSessionStore
-
     store = AsyncSessionStore(redis.asyncio.Redis.from_url(settings.redis_url()))
     inner = ignore_session_app if lazy else session_user_app
-    app: ASGIApp = AsyncBearerMiddleware(inner, store, required=True, lazy=lazy)
+    # Lazy mode skips the lookup only on routes that do not require a session, so
+    # the lazy variant makes the session optional.
+    app: ASGIApp = AsyncBearerMiddleware(inner, store, required=not lazy, lazy=lazy)
     return app
 
 
@@ -79,11 +80,13 @@ def create_app() -> ASGIApp:
     if app_id == "bearer_mw-lazy":
         return build_bearer_mw_app(lazy=True)
     if app_id in {"starlette-bare", "starlette-auth"}:
-        from benchmarks.apps.starlette_peer import build_starlette_app
+        # Peer packages come with the bench extra, so only their apps import them.
+        from benchmarks.apps.starlette_peer import build_starlette_app  # noqa: PLC0415
 
         return build_starlette_app(with_auth=app_id == "starlette-auth")
     if app_id in {"fastapi-bare", "fastapi-users"}:
-        from benchmarks.apps.fastapi_users_peer import build_fastapi_app
+        # Peer packages come with the bench extra, so only their apps import them.
+        from benchmarks.apps.fastapi_users_peer import build_fastapi_app  # noqa: PLC0415
 
         return build_fastapi_app(with_auth=app_id == "fastapi-users")
     raise ValueError(f"unknown ASGI app id {app_id!r}")

@@ -5,8 +5,9 @@ fastapi-users configuration guide. The database adapter keeps users in a dict, s
 this variant's figures leave out the SQL lookup that a deployment would make.
 """
 
-from __future__ import annotations
-
+# No "from __future__ import annotations" here: FastAPI reads the annotations of
+# the nested route and dependencies at run time, and string annotations would
+# refer to local names that it cannot resolve.
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -23,13 +24,6 @@ from fastapi_users.authentication import (
 from fastapi_users.db import BaseUserDatabase
 
 from benchmarks.apps import settings
-
-# Seeded fastapi-users tokens map to uuid5(USER_NAMESPACE, user id string).
-USER_NAMESPACE = uuid.UUID("6f1d9b43-1c55-4b8e-9a5f-2c3e0f7d8a10")
-
-
-def user_uuid(user_id: str) -> uuid.UUID:
-    return uuid.uuid5(USER_NAMESPACE, user_id)
 
 
 @dataclass
@@ -60,8 +54,8 @@ class InMemoryUserDatabase(BaseUserDatabase[User, uuid.UUID]):
 
 
 class UserManager(UUIDIDMixin, BaseUserManager[User, uuid.UUID]):
-    reset_password_token_secret = "benchmark-only-secret"  # noqa: S105
-    verification_token_secret = "benchmark-only-secret"  # noqa: S105
+    reset_password_token_secret = "benchmark-only-secret"
+    verification_token_secret = "benchmark-only-secret"
 
 
 def build_fastapi_app(*, with_auth: bool) -> FastAPI:

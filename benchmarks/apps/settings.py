@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from typing import Any
 
 APP_ID_ENV = "BENCH_APP"
@@ -16,6 +17,9 @@ STARLETTE_PREFIX = "bench:starlette:"
 FLASK_PREFIX = "bench:flask:"
 FASTAPI_USERS_PREFIX = "fastapi_users_token:"
 
+# Seeded fastapi-users tokens map to uuid5(USER_NAMESPACE, user id string).
+USER_NAMESPACE = uuid.UUID("6f1d9b43-1c55-4b8e-9a5f-2c3e0f7d8a10")
+
 # The user id that apps without authentication return, as long as a seeded one.
 ANONYMOUS_USER_ID = "user-000000"
 
@@ -27,10 +31,16 @@ def app_id() -> str:
     return value
 
 
+def user_uuid(user_id: str) -> uuid.UUID:
+    return uuid.uuid5(USER_NAMESPACE, user_id)
+
+
 def redis_url() -> str:
     value = os.environ.get(REDIS_URL_ENV)
     if not value:
-        raise RuntimeError(f"{REDIS_URL_ENV} is not set; start apps through the harness")
+        raise RuntimeError(
+            f"{REDIS_URL_ENV} is not set; start apps through the harness"
+        )
     return value
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import redis
 
+from bearer_mw import BearerMiddleware, SessionStore
 from benchmarks.apps import settings
 
 StartResponse = Callable[..., Any]
@@ -16,14 +17,18 @@ WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 STATUS_LINES = {200: "200 OK", 401: "401 Unauthorized"}
 
 
-def json_response(start_response: StartResponse, status: int, body: bytes) -> list[bytes]:
+def json_response(
+    start_response: StartResponse, status: int, body: bytes
+) -> list[bytes]:
     headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
     start_response(STATUS_LINES[status], headers)
     return [body]
 
 
 def bare_app(environ: Environ, start_response: StartResponse) -> list[bytes]:
-    return json_response(start_response, 200, settings.user_body(settings.ANONYMOUS_USER_ID))
+    return json_response(
+        start_response, 200, settings.user_body(settings.ANONYMOUS_USER_ID)
+    )
 
 
 def build_raw_get_app() -> WSGIApp:
@@ -42,7 +47,9 @@ def build_raw_get_app() -> WSGIApp:
 
 
 def remote_user_app(environ: Environ, start_response: StartResponse) -> list[bytes]:
-    return json_response(start_response, 200, settings.user_body(environ.get("REMOTE_USER")))
+    return json_response(
+        start_response, 200, settings.user_body(environ.get("REMOTE_USER"))
+    )
 
 
 def ignore_session_app(environ: Environ, start_response: StartResponse) -> list[bytes]:
@@ -50,11 +57,11 @@ def ignore_session_app(environ: Environ, start_response: StartResponse) -> list[
 
 
 def build_bearer_mw_app(*, lazy: bool) -> WSGIApp:
-    from bearer_mw import BearerMiddleware, SessionStore
-
     store = SessionStore(redis.Redis.from_url(settings.redis_url()))
     inner = ignore_session_app if lazy else remote_user_app
-    app: WSGIApp = BearerMiddleware(inner, store, required=True, lazy=lazy)
+    # Lazy mode skips the lookup only on routes that do not require a session, so
+    # the lazy variant makes the session optional.
+    app: WSGIApp = BearerMiddleware(inner, store, required=not lazy, lazy=lazy)
     return app
 
 
@@ -70,7 +77,8 @@ def create_app() -> WSGIApp:
     if app_id == "bearer_mw-lazy":
         return build_bearer_mw_app(lazy=True)
     if app_id in {"flask-bare", "flask-httpauth"}:
-        from benchmarks.apps.flask_peer import build_flask_app
+        # Peer packages come with the bench extra, so only their apps import them.
+        from benchmarks.apps.flask_peer import build_flask_app  # noqa: PLC0415
 
         return build_flask_app(with_auth=app_id == "flask-httpauth")
     raise ValueError(f"unknown WSGI app id {app_id!r}")

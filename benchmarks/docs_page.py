@@ -1,0 +1,90 @@
+"""Rewrite ``docs/benchmarks.md`` from a run's results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from benchmarks.report import render_sections
+from benchmarks.results import RunResult
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DOCS_PAGE = PROJECT_ROOT / "docs" / "benchmarks.md"
+PLOT_PREFIX = "../benchmarks/results/"
+
+METHOD = """\
+The harness in `benchmarks/` starts a private `redis-server` on loopback and serves
+each variant in its own server process: uvicorn for ASGI and gunicorn (one gthread
+worker) for WSGI. Where `taskset` exists and the machine has two or more cores, the
+servers are pinned to one core and the load generator and Redis to another. The
+load generator is wrk with a Lua script that cycles through up to 1,000 seeded
+tokens and counts response statuses. Without wrk, a Python asyncio generator takes
+its place, and the settings table names the generator used.
+
+Every variant answers `GET /me` with a small JSON object that contains the user id:
+
+- `bare` does no authentication and is the ceiling for its interface.
+- `raw-get` makes one hand-written Redis GET of a packed JSON record through the
+  same client type as bearer_mw (`redis.asyncio.Redis` or `redis.Redis`).
+- `bearer_mw` runs the middleware in eager mode with a valid token. The `-missing`,
+  `-malformed`, `-revoked` and `-idle` variants send no token, a token with a
+  character that RFC 6750 forbids, the token of an invalidated session, and the
+  token of a session in its idle period (past the active period, so validation
+  rejects it). `-lazy` runs lazy mode with the session optional, on a route that never
+  reads it, so the middleware skips the lookup.
+- Peers: Starlette's `AuthenticationMiddleware` with a Redis token backend,
+  fastapi-users with `BearerTransport` and `RedisStrategy`, and Flask-HTTPAuth's
+  `HTTPTokenAuth` with a Redis lookup. Each peer also has a baseline of its own
+  framework without authentication (`starlette-bare`, `fastapi-bare`,
+  `flask-bare`), which the "vs own baseline" and "added CPU" columns compare
+  against. fastapi-users reads users from an in-memory table, so its figures leave
+  out the SQL query that a deployment makes.
+
+Redis commands per request come from `INFO commandstats` before and after each
+measurement, less the harness's own INFO calls. Server CPU per request is the
+user plus system time of the server's process group from `/proc/PID/stat`.
+Both divide by the requests served, counted as the completed requests plus one
+per connection, because each connection has a request in flight when the load
+generator stops and the server still serves it. The memory table uses `MEMORY USAGE` on the keys
+that sessions add, and the stored-sessions table divides the growth of Redis
+`used_memory` by the number of sessions seeded.
+
+These runs share a small machine with other work, so absolute figures vary from run
+to run. Compare variants through the ratios, which come from one run with the
+variants measured side by side.
+"""
+
+
+HOW_TO = """\
+Install the benchmark extra and wrk (Debian: `apt-get install wrk`), then run the
+harness from the project root:
+
+```
+pip install -e '.[bench]'
+python -m benchmarks --quick --write-docs
+```
+
+`python -m benchmarks --help` lists the options. Results go to
+`benchmarks/results/`, and `--write-docs` rewrites this page.
+"""
+
+
+def render_docs_page(result: RunResult) -> str:
+    sections = [
+        "# Benchmarks",
+        "## Method",
+        METHOD,
+        "## How to run",
+        HOW_TO,
+        "## Latest run",
+        f"Command: `{result.command}`",
+        f"Run from {result.started_at} to {result.finished_at}.",
+        render_sections(result, PLOT_PREFIX),
+    ]
+    return "\n\n".join(section.strip("\n") for section in sections) + "\n"
+
+
+def write_docs_page(result: RunResult, path: Path = DOCS_PAGE) -> Path:
+    """Replace the benchmarks page with the method, command and figures of a run."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_docs_page(result))
+    return path

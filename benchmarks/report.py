@@ -1,0 +1,259 @@
+"""Markdown tables of a run's figures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from benchmarks.measure import Measurement
+from benchmarks.memory import MemoryProbe
+from benchmarks.results import RunResult
+from benchmarks.suites import SessionsStep
+from benchmarks.variants import VARIANTS_BY_NAME
+
+DASH = "-"
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines.extend("| " + " | ".join(row) + " |" for row in rows)
+    return "\n".join(lines)
+
+
+def number(value: float | None, digits: int = 0) -> str:
+    return DASH if value is None else f"{value:,.{digits}f}"
+
+
+def ratio(value: float, base: float | None) -> str:
+    return DASH if not base else f"{value / base:.2f}x"
+
+
+def baseline_name(variant: str) -> str | None:
+    known = VARIANTS_BY_NAME.get(variant)
+    if known is None:
+        return None
+    return f"{known.app.interface}:{known.app.baseline_app_id}"
+
+
+def commands_cell(measurement: Measurement) -> str:
+    if measurement.redis_commands_per_request is None:
+        return DASH
+    names = [
+        name
+        for name, calls in measurement.redis_commands_by_name.items()
+        if calls >= 0.01
+    ]
+    total = f"{measurement.redis_commands_per_request:.2f}"
+    return f"{total} ({', '.join(names)})" if names else total
+
+
+def unexpected_cell(measurement: Measurement) -> str:
+    if not measurement.unexpected_statuses:
+        return "0"
+    detail = ", ".join(
+        f"{status}: {count}"
+        for status, count in sorted(measurement.unexpected_statuses.items())
+    )
+    return f"**{measurement.unexpected_count}** ({detail})"
+
+
+def added_cpu_us(
+    measurement: Measurement, baseline: Measurement | None
+) -> float | None:
+    """Return the server CPU per request above the baseline's, or None if unknown."""
+    if baseline is None:
+        return None
+    ours = measurement.server_cpu_us_per_request
+    theirs = baseline.server_cpu_us_per_request
+    if ours is None or theirs is None:
+        return None
+    return ours - theirs
+
+
+def comparison_row(m: Measurement, by_name: dict[str, Measurement]) -> list[str]:
+    interface = m.variant.split(":", 1)[0]
+    bare = by_name.get(f"{interface}:bare")
+    raw_get = by_name.get(f"{interface}:raw-get")
+    baseline = by_name.get(baseline_name(m.variant) or "")
+    own_baseline = DASH
+    if baseline is not None:
+        baseline_label = baseline.variant.split(":", 1)[1]
+        own_baseline = f"{ratio(m.requests_per_second, baseline.requests_per_second)} "
+        own_baseline += f"`{baseline_label}`"
+    return [
+        f"`{m.variant}`",
+        number(m.requests_per_second),
+        ratio(m.requests_per_second, bare.requests_per_second if bare else None),
+        ratio(m.requests_per_second, raw_get.requests_per_second if raw_get else None),
+        own_baseline,
+        number(m.latency_p50_ms, 2),
+        number(m.latency_p99_ms, 2),
+        commands_cell(m),
+        number(m.server_cpu_us_per_request),
+        number(added_cpu_us(m, baseline)),
+        number(m.redis_cpu_us_per_request, 1),
+        str(m.expected_non_2xx),
+        unexpected_cell(m),
+        str(m.socket_errors),
+    ]
+
+
+def comparison_table(measurements: list[Measurement]) -> str:
+    """Return the table of the variant comparison with ratios to bare and raw-get."""
+    by_name = {m.variant: m for m in measurements}
+    header = [
+        "variant", "req/s", "vs bare", "vs raw-get", "vs own baseline", "p50 ms",
+        "p99 ms", "Redis cmds/req", "server CPU us/req", "added CPU us/req",
+        "Redis CPU us/req", "expected non-2xx", "unexpected status", "socket errors",
+    ]  # fmt: skip
+    return table(header, [comparison_row(m, by_name) for m in measurements])
+
+
+def concurrency_tables(measurements: list[Measurement]) -> str:
+    """Return two tables, req/s and p99 latency, with one column per concurrency."""
+    levels = sorted({m.connections for m in measurements})
+    variants = list(dict.fromkeys(m.variant for m in measurements))
+    cell = {(m.variant, m.connections): m for m in measurements}
+    header = ["variant", *[f"{level} conn" for level in levels]]
+    rps_rows = []
+    p99_rows = []
+    for variant in variants:
+        found = [cell.get((variant, level)) for level in levels]
+        rps_rows.append(
+            [
+                f"`{variant}`",
+                *[number(m.requests_per_second) if m else DASH for m in found],
+            ]
+        )
+        p99_rows.append(
+            [
+                f"`{variant}`",
+                *[number(m.latency_p99_ms, 2) if m else DASH for m in found],
+            ]
+        )
+    return (
+        "Requests per second:\n\n"
+        + table(header, rps_rows)
+        + "\n\np99 latency in ms:\n\n"
+        + table(header, p99_rows)
+    )
+
+
+def sessions_table(steps: list[SessionsStep]) -> str:
+    """Return req/s per variant and Redis memory growth per stored session."""
+    variants = list(
+        dict.fromkeys(m.variant for step in steps for m in step.measurements)
+    )
+    header = [
+        "stored sessions",
+        "used_memory per bearer_mw session (B)",
+        "per raw record (B)",
+    ]
+    header += [f"`{variant}` req/s" for variant in variants]
+    header += [f"{interface} bearer_mw vs raw-get" for interface in ("asgi", "wsgi")]
+    rows = []
+    for step in steps:
+        by_name = {m.variant: m for m in step.measurements}
+        row = [
+            f"{step.stored_sessions:,}",
+            number(step.bearer_mw_bytes_per_session),
+            number(step.raw_bytes_per_record),
+        ]
+        row += [
+            number(by_name[v].requests_per_second) if v in by_name else DASH
+            for v in variants
+        ]
+        for interface in ("asgi", "wsgi"):
+            ours = by_name.get(f"{interface}:bearer_mw")
+            raw = by_name.get(f"{interface}:raw-get")
+            row.append(
+                ratio(ours.requests_per_second, raw.requests_per_second)
+                if ours and raw
+                else DASH
+            )
+        rows.append(row)
+    return table(header, rows)
+
+
+def memory_table(probe: MemoryProbe) -> str:
+    rows = [
+        ["keys per session", f"{probe.keys_per_session:.2f}"],
+        ["session keys, bytes per session", number(probe.session_key_bytes)],
+        [
+            "per-user keys",
+            ", ".join(f"`{key}`" for key in probe.per_user_keys) or "none found",
+        ],
+        [
+            "per-user keys, bytes with 1 session",
+            number(probe.per_user_bytes_one_session),
+        ],
+        [
+            f"per-user keys, bytes with {probe.sessions_for_user} sessions",
+            number(probe.per_user_bytes),
+        ],
+        [
+            "bytes per session, including its share of the per-user keys",
+            number(probe.bytes_per_session_with_index),
+        ],
+    ]
+    rows += [
+        [f"{scheme} token key, bytes", number(size)]
+        for scheme, size in probe.peer_bytes_per_token.items()
+    ]
+    return table(["MEMORY USAGE figure", "value"], rows)
+
+
+def settings_table(result: RunResult) -> str:
+    rows = [[name, str(value)] for name, value in result.settings.items()]
+    return table(["setting", "value"], rows)
+
+
+def machine_table(result: RunResult) -> str:
+    return table(
+        ["machine", "value"], [[name, value] for name, value in result.machine.items()]
+    )
+
+
+def render_sections(result: RunResult, plot_prefix: str) -> str:
+    """Return the Markdown sections of a run; ``plot_prefix`` locates the PNG files."""
+    parts = []
+    if result.comparison:
+        parts += [
+            "## Variants side by side",
+            comparison_table(result.comparison),
+            f"![requests per second by variant]({plot_prefix}comparison.png)",
+        ]
+    if result.concurrency:
+        parts += [
+            "## Concurrency sweep",
+            concurrency_tables(result.concurrency),
+            f"![throughput and p99 by connections]({plot_prefix}concurrency.png)",
+        ]
+    if result.sessions:
+        parts += [
+            "## Stored sessions",
+            sessions_table(result.sessions),
+            f"![throughput by stored sessions]({plot_prefix}sessions.png)",
+        ]
+    if result.memory:
+        parts += ["## Redis memory per session", memory_table(result.memory)]
+    if result.skipped:
+        skipped = [[f"`{name}`", reason] for name, reason in result.skipped.items()]
+        parts += ["## Skipped variants", table(["variant", "reason"], skipped)]
+    if result.notes:
+        parts += ["## Notes", "\n".join(f"- {note}" for note in result.notes)]
+    parts += [
+        "## Settings",
+        settings_table(result),
+        "## Machine",
+        machine_table(result),
+    ]
+    return "\n\n".join(parts) + "\n"
+
+
+def render_results_page(result: RunResult) -> str:
+    header = [
+        "# Benchmark results",
+        f"Command: `{result.command}`",
+        f"Run from {result.started_at} to {result.finished_at}.",
+    ]
+    return "\n\n".join(header) + "\n\n" + render_sections(result, "")

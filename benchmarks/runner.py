@@ -1,0 +1,205 @@
+"""Run the selected suites against servers that the harness starts itself."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from benchmarks import redis_server, suites
+from benchmarks.context import BenchContext
+from benchmarks.loadgen import Generator, choose_generator
+from benchmarks.machine import machine_info
+from benchmarks.measure import LoadSettings
+from benchmarks.memory import probe_session_memory
+from benchmarks.options import Options
+from benchmarks.processes import Supervisor, termination_as_interrupt
+from benchmarks.redis_server import RedisTarget
+from benchmarks.results import RunResult
+
+logger = logging.getLogger(__name__)
+
+
+def now_text() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@contextmanager
+def supervised_run(keep_logs: bool) -> Iterator[Supervisor]:
+    """Yield a supervisor whose children are all stopped when the block exits.
+
+    The temporary directory with logs, token files and Redis data is removed after
+    a successful run unless ``keep_logs`` is set, and kept after a failure.
+    """
+    run_dir = Path(tempfile.mkdtemp(prefix="bearer_mw-bench-"))
+    supervisor = Supervisor(run_dir)
+    succeeded = False
+    try:
+        with termination_as_interrupt():
+            try:
+                yield supervisor
+                succeeded = True
+            finally:
+                supervisor.stop_all()
+    finally:
+        if succeeded and not keep_logs:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        else:
+            logger.info("logs and token files are in %s", run_dir)
+
+
+def open_redis(
+    supervisor: Supervisor,
+    redis_url: str | None,
+    cpu: int | None,
+    *,
+    allow_remote: bool,
+) -> RedisTarget:
+    """Start a private redis-server, or check that ``redis_url`` is usable and empty."""
+    if redis_url is None:
+        data_dir = supervisor.log_dir / "redis"
+        data_dir.mkdir()
+        target = redis_server.start_redis_server(supervisor, data_dir, cpu)
+        logger.info("started redis-server at %s", target.url)
+        return target
+    redis_server.require_allowed_host(
+        redis_url, allow_remote=allow_remote, what="--redis-url"
+    )
+    target = RedisTarget(redis_url, None)
+    redis_server.wait_for_redis(target)
+    redis_server.require_empty_database(target)
+    return target
+
+
+def describe_pinning(
+    server_cpu: int | None, client_cpu: int | None, redis_cpu: int | None
+) -> str:
+    if server_cpu is None and client_cpu is None:
+        return "not pinned"
+    return (
+        f"servers on CPU {server_cpu}, load generator on CPU {client_cpu}, "
+        f"private Redis on CPU {redis_cpu}"
+    )
+
+
+def run_settings(
+    options: Options, generator: Generator, ctx: BenchContext | None
+) -> dict[str, Any]:
+    settings: dict[str, Any] = {
+        "load generator": generator,
+        "duration per measurement (s)": options.duration,
+        "warm-up per measurement (s)": options.warmup,
+        "connections (comparison, sessions)": options.connections,
+        "rounds (comparison)": options.rounds,
+        "suites": ", ".join(options.suites),
+        "CPU pinning": describe_pinning(
+            options.server_cpu, options.client_cpu, options.redis_cpu
+        ),
+        "WSGI server": f"gunicorn, 1 gthread worker, {options.wsgi_threads} threads",
+        "ASGI server": "uvicorn, 1 process",
+        "Redis": "--redis-url"
+        if options.redis_url
+        else "private redis-server on loopback",
+    }
+    if "concurrency" in options.suites:
+        settings["concurrency levels"] = ", ".join(map(str, options.concurrency_levels))
+    if "sessions" in options.suites:
+        settings["stored sessions"] = ", ".join(
+            f"{count:,}" for count in options.session_counts
+        )
+    if "comparison" in options.suites or "concurrency" in options.suites:
+        settings["sessions seeded per scheme (comparison)"] = options.seed_sessions
+    if ctx is not None and ctx.pipelined_seeding is not None:
+        settings["bearer_mw seeding"] = (
+            "pipelined create_session"
+            if ctx.pipelined_seeding
+            else "one create_session call per session"
+        )
+    return settings
+
+
+def run_local(options: Options) -> RunResult:
+    """Start Redis and the servers, run the selected suites, and stop everything."""
+    started = now_text()
+    generator = choose_generator(options.generator)
+    if generator == "python":
+        options.notes.append(
+            "The Python load generator was used in place of wrk. It may saturate "
+            "before fast servers do, which narrows the ratios between variants."
+        )
+    with supervised_run(options.keep_logs) as supervisor:
+        target = open_redis(
+            supervisor,
+            options.redis_url,
+            options.redis_cpu,
+            allow_remote=options.allow_remote_host,
+        )
+        client = target.client()
+        load = LoadSettings(
+            supervisor, generator, options.duration, options.warmup, options.client_cpu
+        )
+        ctx = BenchContext(
+            supervisor,
+            load,
+            target,
+            client,
+            supervisor.log_dir,
+            options.server_cpu,
+            options.wsgi_threads,
+        )
+        result = RunResult(
+            command=options.command,
+            started_at=started,
+            finished_at=started,
+            machine=machine_info(redis_server.server_version(client)),
+            settings={},
+        )
+        try:
+            run_suites(options, ctx, result)
+        finally:
+            if not target.owned:
+                client.flushdb()
+            client.close()
+        result.settings = run_settings(options, generator, ctx)
+        result.skipped = dict(ctx.skipped)
+        result.notes = list(options.notes)
+        result.finished_at = now_text()
+    return result
+
+
+def run_suites(options: Options, ctx: BenchContext, result: RunResult) -> None:
+    """Run the selected suites in a fixed order and store the figures in ``result``."""
+    if "comparison" in options.suites:
+        logger.info("suite: comparison")
+        result.comparison = suites.run_comparison(
+            ctx,
+            options.variants,
+            connections=options.connections,
+            rounds=options.rounds,
+            seed_sessions=options.seed_sessions,
+        )
+    if "concurrency" in options.suites:
+        logger.info("suite: concurrency")
+        result.concurrency = suites.run_concurrency(
+            ctx,
+            options.variants,
+            levels=options.concurrency_levels,
+            seed_sessions=options.seed_sessions,
+        )
+    if "memory" in options.suites:
+        logger.info("suite: memory")
+        ctx.empty_database()
+        result.memory = probe_session_memory(ctx.client)
+    if "sessions" in options.suites:
+        logger.info("suite: sessions")
+        result.sessions = suites.run_sessions(
+            ctx,
+            options.variants,
+            counts=options.session_counts,
+            connections=options.connections,
+        )

@@ -1,0 +1,1 @@
+"""Runnable apps that show bearer_mw in each supported web framework."""

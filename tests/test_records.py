@@ -1,0 +1,272 @@
+"""Tests of Redis key names and the records stored under them."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from redis.crc import key_slot
+
+from bearer_mw.errors import ConfigurationError
+from bearer_mw.records import (
+    KeySpace,
+    RenewedRecord,
+    SessionKeys,
+    decode_record,
+    decode_renewed,
+    encode_payload,
+    encode_record,
+    encode_renewed,
+    to_base36,
+)
+from bearer_mw.tokens import (
+    CHECK_LENGTH,
+    new_token,
+    seal_successor,
+    token_digest,
+    user_tag,
+)
+
+NOW = 1_700_000_000_000
+ACTIVE = NOW + 60_000
+IDLE = NOW + 600_000
+
+
+@pytest.fixture
+def keys() -> SessionKeys:
+    return KeySpace().for_token(new_token(user_tag("alice")))
+
+
+def live_record(keys: SessionKeys, payload: str = '["alice",{"role":"admin"}]') -> str:
+    return encode_record(keys.check, NOW, ACTIVE, IDLE, payload)
+
+
+# Key names
+
+
+def test_key_space_layout() -> None:
+    token = new_token(user_tag("alice"))
+    tag = user_tag("alice")
+    digest = token_digest(token)
+
+    keys = KeySpace().for_token(token)
+
+    assert keys.digest == digest
+    assert keys.session == f"bmw:s:{{{tag}}}{digest}"
+    assert keys.index == f"bmw:u:{{{tag}}}"
+    assert keys.check == digest[:CHECK_LENGTH]
+
+
+def test_key_space_custom_prefix() -> None:
+    keys = KeySpace("app:").for_token(new_token(user_tag("alice")))
+
+    assert keys.session.startswith("app:s:{")
+    assert keys.index.startswith("app:u:{")
+
+
+def test_keys_of_one_user_share_hash_slot() -> None:
+    space = KeySpace()
+    first = space.for_token(new_token(user_tag("alice")))
+    second = space.for_token(new_token(user_tag("alice")))
+
+    slots = {key_slot(key.encode()) for key in (first.session, second.session)}
+    slots.add(key_slot(first.index.encode()))
+
+    assert len(slots) == 1
+    assert first.index == second.index
+    assert first.session != second.session
+
+
+@pytest.mark.parametrize("prefix", ["{", "}", "app{x}:", "a}b{"])
+def test_key_space_rejects_braces(prefix: str) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        KeySpace(prefix)
+
+    assert repr(prefix) in str(raised.value)
+
+
+# Payloads
+
+
+def test_encode_payload_is_compact_json() -> None:
+    payload = encode_payload("zoë", {"scopes": ["a", "b"], "n": 1})
+
+    assert payload == '["zoë",{"scopes":["a","b"],"n":1}]'
+    assert json.loads(payload) == ["zoë", {"scopes": ["a", "b"], "n": 1}]
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        pytest.param({"value": object()}, id="object"),
+        pytest.param({"value": float("nan")}, id="nan"),
+        pytest.param({"value": float("-inf")}, id="negative-infinity"),
+        pytest.param({"value": {1, 2}}, id="set"),
+        pytest.param({(1, 2): "tuple key"}, id="tuple-key"),
+        pytest.param([("a", 1), ("b",)], id="bad-pairs"),
+    ],
+)
+def test_encode_payload_rejects_unserialisable(attributes: Any) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        encode_payload("alice", attributes)
+
+    assert isinstance(raised.value.__cause__, TypeError | ValueError)
+
+
+# Live records
+
+
+@pytest.mark.parametrize(
+    "number",
+    [0, 1, 35, 36, NOW, IDLE, 2**53 + 1, 253_402_300_799_999],
+)
+def test_to_base36_round_trips(number: int) -> None:
+    text = to_base36(number)
+
+    assert int(text, 36) == number
+    assert text.isalnum()
+    assert text == text.lower()
+
+
+@pytest.mark.parametrize("as_bytes", [False, True], ids=["str", "bytes"])
+def test_decode_record_round_trips(keys: SessionKeys, as_bytes: bool) -> None:
+    record = live_record(keys)
+    reply: str | bytes = record.encode() if as_bytes else record
+
+    session = decode_record(reply, keys, NOW)
+
+    assert session is not None
+    assert session.session_id == keys.digest
+    assert session.user_id == "alice"
+    assert dict(session.attributes) == {"role": "admin"}
+    assert session.created == NOW
+    assert session.active_expires == ACTIVE
+    assert session.idle_expires == IDLE
+    assert session.state == "active"
+
+
+def test_decode_record_keeps_separator_in_payload(keys: SessionKeys) -> None:
+    payload = encode_payload("a|b", {"note": "x|y|1|2"})
+
+    session = decode_record(live_record(keys, payload), keys, NOW)
+
+    assert session is not None
+    assert session.user_id == "a|b"
+    assert session.attributes["note"] == "x|y|1|2"
+
+
+@pytest.mark.parametrize(
+    ("now", "state"),
+    [
+        pytest.param(ACTIVE - 1, "active", id="before-active-expiry"),
+        pytest.param(ACTIVE, "idle", id="at-active-expiry"),
+        pytest.param(IDLE - 1, "idle", id="before-idle-expiry"),
+    ],
+)
+def test_decode_record_state_at(keys: SessionKeys, now: int, state: str) -> None:
+    session = decode_record(live_record(keys), keys, now)
+
+    assert session is not None
+    assert session.state == state
+
+
+@pytest.mark.parametrize("now", [IDLE, IDLE + 1], ids=["at-idle-expiry", "after"])
+def test_decode_record_rejects_dead(keys: SessionKeys, now: int) -> None:
+    assert decode_record(live_record(keys), keys, now) is None
+
+
+def test_decode_record_rejects_wrong_check(keys: SessionKeys) -> None:
+    other = KeySpace().for_token(new_token(user_tag("alice")))
+
+    assert decode_record(live_record(other), keys, NOW) is None
+
+
+def test_decode_record_rejects_renewed_record(keys: SessionKeys) -> None:
+    renewed = encode_renewed(keys.check, NOW + 5_000, "digest", "sealed")
+
+    assert decode_record(renewed, keys, NOW) is None
+
+
+CORRUPT_RECORDS = [
+    pytest.param(None, id="missing"),
+    pytest.param("", id="empty"),
+    pytest.param("garbage", id="garbage"),
+    pytest.param("1|{check}", id="truncated"),
+    pytest.param('3|{check}|1|{active}|{idle}|["a",{{}}]', id="unknown-kind"),
+    pytest.param('1|{check}|1|soon!|{idle}|["a",{{}}]', id="invalid-active"),
+    pytest.param('1|{check}|1||{idle}|["a",{{}}]', id="empty-active"),
+    pytest.param('1|{check}|1|{active}|later!|["a",{{}}]', id="invalid-idle"),
+    pytest.param('1|{check}|then!|{active}|{idle}|["a",{{}}]', id="invalid-created"),
+    pytest.param('1|{check}||{active}|{idle}|["a",{{}}]', id="empty-created"),
+    pytest.param("1|{check}|1|{active}|{idle}|not json", id="not-json"),
+    pytest.param("1|{check}|1|{active}|{idle}|", id="empty-payload"),
+    pytest.param('1|{check}|1|{active}|{idle}|{{"a":1}}', id="payload-object"),
+    pytest.param('1|{check}|1|{active}|{idle}|["a"]', id="payload-short"),
+    pytest.param('1|{check}|1|{active}|{idle}|["a",{{}},3]', id="payload-long"),
+    pytest.param("1|{check}|1|{active}|{idle}|[7,{{}}]", id="user-not-str"),
+    pytest.param('1|{check}|1|{active}|{idle}|["a",[]]', id="attributes-list"),
+    pytest.param("1|{check}|1|{active}|{idle}|42", id="payload-number"),
+    pytest.param(b"1|\xff\xfe|1|2|3|[]", id="invalid-utf8"),
+]
+
+
+@pytest.mark.parametrize("record", CORRUPT_RECORDS)
+def test_decode_record_rejects_corrupt(
+    keys: SessionKeys, record: str | bytes | None
+) -> None:
+    if isinstance(record, str):
+        record = record.format(
+            check=keys.check, active=to_base36(ACTIVE), idle=to_base36(IDLE)
+        )
+
+    assert decode_record(record, keys, NOW) is None
+
+
+# Renewed records
+
+
+def test_decode_renewed_round_trips(keys: SessionKeys) -> None:
+    successor = new_token(user_tag("alice"))
+    sealed = seal_successor("old-token", successor)
+    record = encode_renewed(keys.check, NOW + 5_000, token_digest(successor), sealed)
+
+    renewed = decode_renewed(record.encode(), keys)
+
+    assert renewed == RenewedRecord(NOW + 5_000, token_digest(successor), sealed)
+
+
+def test_decode_renewed_rejects_wrong_check(keys: SessionKeys) -> None:
+    other = KeySpace().for_token(new_token(user_tag("alice")))
+    record = encode_renewed(other.check, NOW + 5_000, "digest", "sealed")
+
+    assert decode_renewed(record, keys) is None
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        pytest.param(None, id="missing"),
+        pytest.param("", id="empty"),
+        pytest.param("2|{check}|soon|digest|sealed", id="text-grace"),
+        pytest.param("2|{check}|1|digest", id="truncated"),
+        pytest.param("1|{check}|1|2|3|[]", id="live-record"),
+        pytest.param(b"2|\xff|1|d|s", id="invalid-utf8"),
+    ],
+)
+def test_decode_renewed_rejects_corrupt(
+    keys: SessionKeys, record: str | bytes | None
+) -> None:
+    if isinstance(record, str):
+        record = record.format(check=keys.check)
+
+    assert decode_renewed(record, keys) is None
+
+
+def test_renewed_record_repr_hides_successor() -> None:
+    record = RenewedRecord(NOW, "successor-digest", "sealed-successor")
+
+    representation = repr(record)
+
+    assert "sealed-successor" not in representation
+    assert str(NOW) in representation
