@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from .challenge import Denial, build_error_response
@@ -143,17 +143,29 @@ class BearerMiddleware:
 
         ``environ["bearer_mw.auth"].validate()`` raises
         :class:`~bearer_mw.StoreUnavailableError`. When that escapes the app
-        call, the 503 goes out through ``start_response`` with ``exc_info``,
-        which PEP 3333 lets replace a status that was not sent yet; if it was
-        sent, ``start_response`` raises the error again for the server.
+        call, the 503 goes out through ``start_response``. If the app had
+        already called it, the 503 passes ``exc_info``, which PEP 3333 lets
+        replace a status not yet sent; once sent, the server raises the error.
         """
+        started = False
+
+        def tracking_start_response(
+            status: str,
+            headers: list[tuple[str, str]],
+            exc_info: OptExcInfo | None = None,
+        ) -> Callable[[bytes], object]:
+            nonlocal started
+            started = True
+            return start_response(status, headers, exc_info)
+
         try:
-            return self.app(environ, start_response)
+            return self.app(environ, tracking_start_response)
         except StoreUnavailableError:
             # NOTE: an error raised while the server iterates the response
             # body is not caught here, so a generator app that looks up the
             # session lazily gets the server's own error response.
-            return self._deny(STORE_UNAVAILABLE, start_response, sys.exc_info())
+            exc_info = sys.exc_info() if started else None
+            return self._deny(STORE_UNAVAILABLE, start_response, exc_info)
 
     def _deny(
         self,

@@ -10,6 +10,8 @@ import shutil
 import sys
 from pathlib import Path
 
+import redis
+
 from benchmarks import commands
 from benchmarks import options as limits
 from benchmarks.options import DEFAULT_RESULTS_DIR, SUITES, Options, SoakOptions
@@ -18,6 +20,7 @@ from benchmarks.variants import ALL_VARIANTS, VARIANTS_BY_NAME, select_variants
 logger = logging.getLogger("benchmarks")
 
 COMMANDS = ("run", "soak", "docs", "list")
+SECRET_OPTIONS = frozenset({"--token", "--login-body"})
 FULL_LEVELS = "1,2,4,8,16,32,64,128,256"
 QUICK_LEVELS = "1,16,64,256"
 FULL_SESSIONS = "1000,100000,1000000"
@@ -89,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -97,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="measure the variants (the default command)",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
     )
     run.add_argument(
         "--quick",
@@ -189,7 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_placement_options(run)
 
-    soak = commands.add_parser("soak", help="steady load on one variant for N minutes")
+    soak = commands.add_parser(
+        "soak", help="steady load on one variant for N minutes", allow_abbrev=False
+    )
     soak.add_argument(
         "--minutes", type=float, required=True, help="minutes of load, at most 1440"
     )
@@ -325,11 +332,32 @@ def configure_logging(verbose: bool) -> None:
     )
 
 
+def redact(arguments: list[str]) -> list[str]:
+    """Return the arguments with the values of secret options replaced by "***".
+
+    The command line is stored in the results and the docs page, so a token or
+    login body must not appear in it.
+    """
+    redacted = []
+    hide_next = False
+    for argument in arguments:
+        name, equals, _ = argument.partition("=")
+        if hide_next:
+            redacted.append("***")
+            hide_next = False
+        elif name in SECRET_OPTIONS and equals:
+            redacted.append(f"{name}=***")
+        else:
+            redacted.append(argument)
+            hide_next = argument in SECRET_OPTIONS
+    return redacted
+
+
 def main(argv: list[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if not arguments or arguments[0] not in (*COMMANDS, "-h", "--help"):
         arguments.insert(0, "run")
-    command = shlex.join(["python", "-m", "benchmarks", *arguments])
+    command = shlex.join(["python", "-m", "benchmarks", *redact(arguments)])
     args = build_parser().parse_args(arguments)
     configure_logging(getattr(args, "verbose", False))
     try:
@@ -337,6 +365,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         logger.error("interrupted; every process the harness started was stopped")
         return 130
+    except (ValueError, RuntimeError, OSError, redis.RedisError) as exc:
+        # Setup errors carry a message that names the value and the fix, so the
+        # traceback is shown only with --verbose.
+        logger.error("error: %s", exc, exc_info=logger.isEnabledFor(logging.DEBUG))
+        return 1
 
 
 def dispatch(args: argparse.Namespace, command: str) -> int:

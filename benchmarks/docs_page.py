@@ -42,11 +42,15 @@ Every variant answers `GET /me` with a small JSON object that contains the user 
 Redis commands per request come from `INFO commandstats` before and after each
 measurement, less the harness's own INFO calls. Server CPU per request is the
 user plus system time of the server's process group from `/proc/PID/stat`.
-Both divide by the requests served, counted as the completed requests plus one
-per connection, because each connection has a request in flight when the load
-generator stops and the server still serves it. The memory table uses `MEMORY USAGE` on the keys
-that sessions add, and the stored-sessions table divides the growth of Redis
-`used_memory` by the number of sessions seeded.
+Both divide by the requests served. With wrk, that is the completed requests
+plus one per connection, because wrk drops the request in flight on each
+connection when it stops, and the server still serves it. "Server core busy" is the
+server's CPU seconds per second of load: well below 100% means that other
+processes or the load generator held the server back, so its req/s is low.
+
+The memory table uses `MEMORY USAGE` on the keys that sessions add, and the
+stored-sessions table divides the growth of Redis `used_memory` by the number
+of sessions seeded.
 
 These runs share a small machine with other work, so absolute figures vary from run
 to run. Compare variants through the ratios, which come from one run with the

@@ -35,6 +35,9 @@ class LoadResult:
     latency_p90_ms: float
     latency_p99_ms: float
     latency_max_ms: float
+    # Requests sent but not counted when the generator stopped. wrk drops the
+    # request in flight on each connection; the Python generator waits for it.
+    unfinished: int
 
     @property
     def requests_per_second(self) -> float:
@@ -127,4 +130,5 @@ def parse_result(
         latency_p90_ms=float(latency["p90"]) / 1000,
         latency_p99_ms=float(latency["p99"]) / 1000,
         latency_max_ms=float(latency["max"]) / 1000,
+        unfinished=connections if generator == "wrk" else 0,
     )

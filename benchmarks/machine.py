@@ -33,11 +33,28 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
 def package_version(name: str) -> str:
     try:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
+        if name == "bearer_mw":
+            return source_tree_version()
         return "not installed"
+
+
+def source_tree_version() -> str:
+    """Describe a bearer_mw that runs from the source tree without being installed."""
+    completed = subprocess.run(
+        ["git", "-C", str(PROJECT_ROOT), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    commit = completed.stdout.strip()
+    return f"source tree at commit {commit}" if commit else "source tree, no commit"
 
 
 def wrk_version() -> str:

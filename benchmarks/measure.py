@@ -53,6 +53,9 @@ class Measurement:
     redis_commands_by_name: dict[str, float] = field(default_factory=dict)
     server_cpu_us_per_request: float | None = None
     redis_cpu_us_per_request: float | None = None
+    # Server CPU seconds per second of load. Well below 1.0 at high concurrency
+    # means that other processes or the load generator held the server back.
+    server_cpu_share: float | None = None
     rounds: int = 1
 
     @property
@@ -132,9 +135,9 @@ def build_measurement(
     server_cpu_seconds: float | None,
     redis_cpu_seconds: float | None,
 ) -> Measurement:
-    # Each connection has one request in flight when the generator stops, and the
-    # server still serves it, so the counters cover that many more requests.
-    served = result.requests + result.connections
+    # The server still serves the requests that the generator dropped at its stop,
+    # so the counters cover that many more requests.
+    served = result.requests + result.unfinished
     expected_non_2xx = sum(
         count
         for status, count in result.statuses.items()
@@ -166,6 +169,11 @@ def build_measurement(
         redis_commands_by_name=by_name,
         server_cpu_us_per_request=_per_request_us(server_cpu_seconds, served),
         redis_cpu_us_per_request=_per_request_us(redis_cpu_seconds, served),
+        server_cpu_share=(
+            None
+            if server_cpu_seconds is None or not result.duration_s
+            else server_cpu_seconds / result.duration_s
+        ),
     )
 
 
@@ -211,5 +219,6 @@ def combine_rounds(rounds: list[Measurement]) -> Measurement:
         redis_cpu_us_per_request=median_of(
             [m.redis_cpu_us_per_request for m in rounds]
         ),
+        server_cpu_share=median_of([m.server_cpu_share for m in rounds]),
         rounds=len(rounds),
     )

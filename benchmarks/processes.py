@@ -121,14 +121,18 @@ def stop_process_group(process: subprocess.Popen[bytes]) -> None:
 
 @contextmanager
 def termination_as_interrupt() -> Iterator[None]:
-    """Turn SIGTERM and SIGHUP into KeyboardInterrupt, so cleanup code runs."""
+    """Turn SIGINT, SIGTERM and SIGHUP into KeyboardInterrupt, so cleanup code runs.
+
+    SIGINT is included because a shell starts background jobs with SIGINT
+    ignored, and Python then installs no handler of its own for it.
+    """
 
     def raise_interrupt(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt(f"received signal {signum}")
 
     previous = {
         signum: signal.signal(signum, raise_interrupt)
-        for signum in (signal.SIGTERM, signal.SIGHUP)
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     }
     try:
         yield

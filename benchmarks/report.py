@@ -23,6 +23,10 @@ def number(value: float | None, digits: int = 0) -> str:
     return DASH if value is None else f"{value:,.{digits}f}"
 
 
+def percent(share: float | None) -> str:
+    return DASH if share is None else f"{share:.0%}"
+
+
 def ratio(value: float, base: float | None) -> str:
     return DASH if not base else f"{value / base:.2f}x"
 
@@ -91,6 +95,7 @@ def comparison_row(m: Measurement, by_name: dict[str, Measurement]) -> list[str]
         number(m.server_cpu_us_per_request),
         number(added_cpu_us(m, baseline)),
         number(m.redis_cpu_us_per_request, 1),
+        percent(m.server_cpu_share),
         str(m.expected_non_2xx),
         unexpected_cell(m),
         str(m.socket_errors),
@@ -103,7 +108,8 @@ def comparison_table(measurements: list[Measurement]) -> str:
     header = [
         "variant", "req/s", "vs bare", "vs raw-get", "vs own baseline", "p50 ms",
         "p99 ms", "Redis cmds/req", "server CPU us/req", "added CPU us/req",
-        "Redis CPU us/req", "expected non-2xx", "unexpected status", "socket errors",
+        "Redis CPU us/req", "server core busy", "expected non-2xx",
+        "unexpected status", "socket errors",
     ]  # fmt: skip
     return table(header, [comparison_row(m, by_name) for m in measurements])
 
@@ -139,39 +145,41 @@ def concurrency_tables(measurements: list[Measurement]) -> str:
 
 
 def sessions_table(steps: list[SessionsStep]) -> str:
-    """Return req/s per variant and Redis memory growth per stored session."""
-    variants = list(
-        dict.fromkeys(m.variant for step in steps for m in step.measurements)
-    )
-    header = [
-        "stored sessions",
-        "used_memory per bearer_mw session (B)",
-        "per raw record (B)",
-    ]
-    header += [f"`{variant}` req/s" for variant in variants]
-    header += [f"{interface} bearer_mw vs raw-get" for interface in ("asgi", "wsgi")]
-    rows = []
-    for step in steps:
-        by_name = {m.variant: m for m in step.measurements}
-        row = [
+    """Return Redis memory growth per session, then the figures of each variant."""
+    memory_rows = [
+        [
             f"{step.stored_sessions:,}",
             number(step.bearer_mw_bytes_per_session),
             number(step.raw_bytes_per_record),
         ]
-        row += [
-            number(by_name[v].requests_per_second) if v in by_name else DASH
-            for v in variants
-        ]
-        for interface in ("asgi", "wsgi"):
-            ours = by_name.get(f"{interface}:bearer_mw")
-            raw = by_name.get(f"{interface}:raw-get")
-            row.append(
-                ratio(ours.requests_per_second, raw.requests_per_second)
-                if ours and raw
-                else DASH
-            )
-        rows.append(row)
-    return table(header, rows)
+        for step in steps
+    ]
+    memory_header = [
+        "stored sessions",
+        "used_memory growth per bearer_mw session (bytes)",
+        "per raw-get record (bytes)",
+    ]
+    load_rows = []
+    for step in steps:
+        by_name = {m.variant: m for m in step.measurements}
+        for m in step.measurements:
+            interface = m.variant.split(":", 1)[0]
+            raw_get = by_name.get(f"{interface}:raw-get")
+            raw_get_rate = raw_get.requests_per_second if raw_get else None
+            load_rows.append([
+                f"{step.stored_sessions:,}",
+                f"`{m.variant}`",
+                number(m.requests_per_second),
+                ratio(m.requests_per_second, raw_get_rate),
+                number(m.latency_p99_ms, 2),
+                number(m.server_cpu_us_per_request),
+                percent(m.server_cpu_share),
+            ])  # fmt: skip
+    load_header = [
+        "stored sessions", "variant", "req/s", "vs raw-get", "p99 ms",
+        "server CPU us/req", "server core busy",
+    ]  # fmt: skip
+    return table(memory_header, memory_rows) + "\n\n" + table(load_header, load_rows)
 
 
 def memory_table(probe: MemoryProbe) -> str:

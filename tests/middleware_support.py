@@ -392,26 +392,53 @@ def open_stack(
     else:
         sync_client = redis.Redis.from_url(redis_url)
     sessions = SessionStore(sync_client, **store_settings)
-
-    stack: Stack
-    if kind == "wsgi":
-        inner: Any = FailingClient() if failing else CountingClient(sync_client)
-        store = SessionStore(inner, **store_settings)
-        stack = WsgiStack(BearerMiddleware(wsgi_app, store, **settings), inner, sessions)
-    else:
-        loop = asyncio.new_event_loop()
-        if redis_url is None:
-            async_client: Any = fakeredis.FakeAsyncRedis(server=server)
-        else:
-            async_client = redis.asyncio.Redis.from_url(redis_url)
-        inner = AsyncFailingClient() if failing else CountingClient(async_client)
-        async_store = AsyncSessionStore(inner, **store_settings)
-        middleware = AsyncBearerMiddleware(asgi_app, async_store, **settings)
-        cleanup = async_client.aclose if redis_url is not None else _nothing
-        stack = AsgiStack(middleware, inner, sessions, loop, cleanup)
+    try:
+        stack = _build_stack(
+            kind,
+            sessions,
+            server,
+            redis_url,
+            failing,
+            store_settings,
+            wsgi_app,
+            asgi_app,
+            settings,
+        )
+    except BaseException:
+        sync_client.close()
+        raise
 
     try:
         yield stack
     finally:
         stack.close()
         sync_client.close()
+
+
+def _build_stack(
+    kind: MiddlewareKind,
+    sessions: SessionStore,
+    server: fakeredis.FakeServer,
+    redis_url: str | None,
+    failing: bool,
+    store_settings: dict[str, Any],
+    wsgi_app: Any,
+    asgi_app: Any,
+    settings: dict[str, Any],
+) -> Stack:
+    if kind == "wsgi":
+        inner: Any = FailingClient() if failing else CountingClient(sessions.client)
+        store = SessionStore(inner, **store_settings)
+        return WsgiStack(BearerMiddleware(wsgi_app, store, **settings), inner, sessions)
+
+    if redis_url is None:
+        async_client: Any = fakeredis.FakeAsyncRedis(server=server)
+        cleanup: Callable[[], Any] = _nothing
+    else:
+        async_client = redis.asyncio.Redis.from_url(redis_url)
+        cleanup = async_client.aclose
+    inner = AsyncFailingClient() if failing else CountingClient(async_client)
+    async_store = AsyncSessionStore(inner, **store_settings)
+    middleware = AsyncBearerMiddleware(asgi_app, async_store, **settings)
+    loop = asyncio.new_event_loop()
+    return AsgiStack(middleware, inner, sessions, loop, cleanup)

@@ -7,6 +7,7 @@ Every test below the unit tests runs once per middleware through the
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from collections.abc import Iterator
 from typing import Any
 
@@ -313,7 +314,7 @@ def test_unknown_token_invalid_token(required_stack: Stack) -> None:
     reply = required_stack.request(headers=[("Authorization", f"Bearer {forged}")])
 
     assert reply.status == 401
-    scheme, parameters = challenge_of(reply)
+    _, parameters = challenge_of(reply)
     assert parameters["error"] == "invalid_token"
     assert reply.json() == {
         "error": "invalid_token",
@@ -498,11 +499,20 @@ def test_inner_app_401_untouched(kind: MiddlewareKind) -> None:
 RENEW_PATH = "/auth/renew"
 
 
-def test_renew_returns_new_token(kind: MiddlewareKind) -> None:
-    with open_stack(kind, renew_path=RENEW_PATH, required=True) as stack:
-        token = stack.login("ada", scopes=["read"])
+def iso_milliseconds(epoch_ms: int) -> str:
+    moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
-        reply = stack.request("POST", RENEW_PATH, [("Authorization", f"Bearer {token}")])
+
+def test_renew_returns_new_token(kind: MiddlewareKind) -> None:
+    clock = ManualClock()
+    with open_stack(kind, clock=clock, renew_path=RENEW_PATH, required=True) as stack:
+        token = stack.login("ada", scopes=["read"])
+        clock.now += 5_000
+
+        reply = stack.request(
+            "POST", RENEW_PATH, [("Authorization", f"Bearer {token}")]
+        )
         document = reply.json()
         old = stack.request(headers=[("Authorization", f"Bearer {token}")])
         new = stack.request(
@@ -515,8 +525,10 @@ def test_renew_returns_new_token(kind: MiddlewareKind) -> None:
     assert document["access_token"] != token
     assert document["token_type"] == "Bearer"
     assert document["expires_in"] == 86_400
-    assert document["active_expires_at"].endswith("Z")
-    assert document["idle_expires_at"] > document["active_expires_at"]
+    active_expires = clock.now + 86_400_000
+    idle_expires = active_expires + 14 * 86_400_000
+    assert document["active_expires_at"] == iso_milliseconds(active_expires)
+    assert document["idle_expires_at"] == iso_milliseconds(idle_expires)
     assert old.status == 401
     assert new.status == 200
     assert new.json()["scopes"] == ["read"]
@@ -527,7 +539,9 @@ def test_renew_other_method_405(kind: MiddlewareKind, method: str) -> None:
     with open_stack(kind, renew_path=RENEW_PATH) as stack:
         token = stack.login("ada")
 
-        reply = stack.request(method, RENEW_PATH, [("Authorization", f"Bearer {token}")])
+        reply = stack.request(
+            method, RENEW_PATH, [("Authorization", f"Bearer {token}")]
+        )
 
     assert reply.status == 405
     assert reply.header("Allow") == "POST"
@@ -560,7 +574,9 @@ def test_renew_unknown_token_401(kind: MiddlewareKind) -> None:
         token = stack.login("ada")
         stack.sessions.invalidate_session(token)
 
-        reply = stack.request("POST", RENEW_PATH, [("Authorization", f"Bearer {token}")])
+        reply = stack.request(
+            "POST", RENEW_PATH, [("Authorization", f"Bearer {token}")]
+        )
 
     assert reply.status == 401
     assert challenge_of(reply)[1]["error"] == "invalid_token"
@@ -570,7 +586,9 @@ def test_renew_unknown_token_401(kind: MiddlewareKind) -> None:
 def test_renew_outage_503(kind: MiddlewareKind) -> None:
     with open_stack(kind, failing=True, renew_path=RENEW_PATH) as stack:
         token = stack.login("ada")
-        reply = stack.request("POST", RENEW_PATH, [("Authorization", f"Bearer {token}")])
+        reply = stack.request(
+            "POST", RENEW_PATH, [("Authorization", f"Bearer {token}")]
+        )
 
     assert reply.status == 503
     assert reply.header("Retry-After") == "1"
@@ -591,9 +609,7 @@ def test_active_expiry_boundary(
     kind: MiddlewareKind, offset: int, status: int, renew_status: int
 ) -> None:
     clock = ManualClock()
-    with open_stack(
-        kind, clock=clock, renew_path=RENEW_PATH, required=True
-    ) as stack:
+    with open_stack(kind, clock=clock, renew_path=RENEW_PATH, required=True) as stack:
         token, session = stack.sessions.create_session("ada")
         clock.now = session.active_expires + offset
         headers = [("Authorization", f"Bearer {token}")]
@@ -621,9 +637,7 @@ def test_idle_expiry_boundary(
     kind: MiddlewareKind, offset: int, renew_status: int
 ) -> None:
     clock = ManualClock()
-    with open_stack(
-        kind, clock=clock, renew_path=RENEW_PATH, required=True
-    ) as stack:
+    with open_stack(kind, clock=clock, renew_path=RENEW_PATH, required=True) as stack:
         token, session = stack.sessions.create_session("ada")
         clock.now = session.idle_expires + offset
         headers = [("Authorization", f"Bearer {token}")]
