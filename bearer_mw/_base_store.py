@@ -78,6 +78,9 @@ class BaseStore:
     ``wait_timeout`` (a timedelta or seconds). When fewer acknowledge in time,
     the method raises :class:`~bearer_mw.StoreUnavailableError` although the
     primary applied the write. Reads never wait.
+
+    NOTE: a retried invalidation that finds nothing left to delete writes
+    nothing, so its WAIT does not confirm the deletion made by the failed call.
     """
 
     def __init__(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import time
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ class BenchContext:
 
     supervisor: Supervisor
     load: LoadSettings
-    redis: RedisTarget
+    redis_target: RedisTarget
     client: redis.Redis
     run_dir: Path
     server_cpu: int | None
@@ -44,12 +45,25 @@ class BenchContext:
             server = start_server(
                 self.supervisor,
                 app,
-                redis_url=self.redis.url,
+                redis_url=self.redis_target.url,
                 cpu=self.server_cpu,
                 wsgi_threads=self.wsgi_threads,
             )
             self.servers[app.name] = server
         return server
+
+    def skip_missing_packages(self, variants: list[Variant]) -> None:
+        """Mark variants whose peer packages are not installed as skipped."""
+        for variant in variants:
+            missing = [
+                package
+                for package in variant.app.packages
+                if importlib.util.find_spec(package) is None
+            ]
+            if missing:
+                reason = f"{', '.join(missing)} not installed (bench extra)"
+                logger.warning("skipping %s: %s", variant.name, reason)
+                self.skipped[variant.name] = reason
 
     def empty_database(self) -> None:
         self.client.flushdb()

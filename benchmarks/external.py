@@ -31,10 +31,10 @@ VARIANT_NAME = "external"
 
 
 def fetch_token(options: Options) -> str:
-    """POST ``--login-body`` to ``--login-url`` and return the token from the reply.
+    """POST ``--login-body`` to ``--login-url`` and return the token in the response.
 
     A body that starts with "{" is sent as JSON, any other body as a form.
-    Raises RuntimeError if the reply has no such field.
+    Raises RuntimeError if the JSON response has no such field.
     """
     assert options.login_url is not None
     require_allowed_host(
@@ -52,11 +52,13 @@ def fetch_token(options: Options) -> str:
         headers={"Content-Type": content_type},
     )
     with urllib.request.urlopen(request, timeout=LOGIN_TIMEOUT_SECONDS) as response:
-        reply: Any = json.loads(response.read())
-    token = reply.get(options.token_field) if isinstance(reply, dict) else None
+        body_json: Any = json.loads(response.read())
+    token = None
+    if isinstance(body_json, dict):
+        token = body_json.get(options.token_field)
     if not isinstance(token, str) or not token:
         raise RuntimeError(
-            f"the login reply from {options.login_url} has no string field "
+            f"the login response from {options.login_url} has no string field "
             f"{options.token_field!r}; set --token-field to the field with the token"
         )
     return token

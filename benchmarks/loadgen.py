@@ -22,7 +22,7 @@ EXIT_GRACE_SECONDS = 30
 
 @dataclass
 class LoadResult:
-    """What one load generator run measured. Latencies are in milliseconds."""
+    """Figures of one load generator run, with latencies in milliseconds."""
 
     generator: Generator
     connections: int

@@ -21,7 +21,7 @@ SETTLE_SECONDS = 0.5
 
 @dataclass
 class LoadSettings:
-    """How every measurement of a run sends its load."""
+    """Load settings that every measurement of a run shares."""
 
     supervisor: Supervisor
     generator: Generator

@@ -81,7 +81,7 @@ def probe_session_memory(client: redis.Redis) -> MemoryProbe:
 def probe_peer_memory(client: redis.Redis) -> dict[str, float]:
     """Return the mean MEMORY USAGE of one token key of each raw or peer scheme."""
     schemes: tuple[TokenScheme, ...] = ("raw", "starlette", "flask", "fastapi_users")
-    result = {}
+    result: dict[str, float] = {}
     for scheme in schemes:
         tokens = seeding.seed_peer_scheme(client, scheme, PEER_SAMPLE_SIZE)
         prefix = seeding.PEER_PREFIXES[scheme]

@@ -150,11 +150,11 @@ def free_loopback_port() -> int:
 
 
 def wait_for_http(child: Child, port: int, timeout: float = 30.0) -> None:
-    """Wait until the child answers an HTTP request on the loopback port.
+    """Wait until the child responds to an HTTP request on the loopback port.
 
-    Any status line counts, because an app behind required authentication answers
-    401 to this probe. Raises RuntimeError with the child's log tail if the child
-    exits or the timeout passes.
+    Any status line counts, because an app behind required authentication
+    responds with 401 to this probe. Raises RuntimeError with the child's log tail
+    if the child exits or the timeout passes.
     """
     deadline = time.monotonic() + timeout
     request = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
@@ -162,7 +162,7 @@ def wait_for_http(child: Child, port: int, timeout: float = 30.0) -> None:
         if child.process.poll() is not None:
             raise RuntimeError(
                 f"{child.name} exited with code {child.process.returncode} "
-                f"before answering:\n{child.log_tail()}"
+                f"before it responded:\n{child.log_tail()}"
             )
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock:
@@ -173,7 +173,7 @@ def wait_for_http(child: Child, port: int, timeout: float = 30.0) -> None:
             pass
         time.sleep(0.1)
     raise RuntimeError(
-        f"{child.name} did not answer on port {port} within {timeout:.0f} s:\n"
+        f"{child.name} did not respond on port {port} within {timeout:.0f} s:\n"
         f"{child.log_tail()}"
     )
 

@@ -4,7 +4,7 @@ Run as ``python -m benchmarks.pyload URL HEADER_FILE --connections N --duration 
 It keeps N HTTP/1.1 keep-alive connections busy over asyncio streams for S seconds
 and prints the same ``BENCH_RESULT {json}`` line as the wrk script. One Python
 process saturates at far fewer requests per second than wrk, so its figures are
-a floor for fast variants; the harness labels them with the generator used.
+a floor for fast variants. The harness names the generator in its settings.
 """
 
 from __future__ import annotations
@@ -55,6 +55,36 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
     return int(status_text), keep_alive
 
 
+Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+async def exchange(
+    connection: Connection, request: bytes, request_timeout: float, totals: Totals
+) -> bool:
+    """Send one request, count the outcome, and return whether to reuse the socket."""
+    reader, writer = connection
+    started = time.perf_counter()
+    try:
+        writer.write(request)
+        await writer.drain()
+    except OSError:
+        totals.write_errors += 1
+        return False
+    try:
+        response = read_response(reader)
+        status, keep_alive = await asyncio.wait_for(response, request_timeout)
+    except TimeoutError:
+        totals.timeouts += 1
+        return False
+    except (OSError, ValueError, asyncio.IncompleteReadError):
+        totals.read_errors += 1
+        return False
+    totals.statuses[status] += 1
+    if len(totals.latencies) < MAX_SAMPLES:
+        totals.latencies.append(time.perf_counter() - started)
+    return keep_alive
+
+
 async def drive_connection(
     host: str,
     port: int,
@@ -64,48 +94,25 @@ async def drive_connection(
     request_timeout: float,
     totals: Totals,
 ) -> None:
-    reader: asyncio.StreamReader | None = None
-    writer: asyncio.StreamWriter | None = None
+    """Send requests on one connection until ``stop_at``, reconnecting after errors."""
+    connection: Connection | None = None
     position = offset
     while time.monotonic() < stop_at:
-        if writer is None or reader is None:
+        if connection is None:
             try:
-                connection = asyncio.open_connection(host, port)
-                reader, writer = await asyncio.wait_for(connection, request_timeout)
+                opening = asyncio.open_connection(host, port)
+                connection = await asyncio.wait_for(opening, request_timeout)
             except (OSError, TimeoutError):
                 totals.connect_errors += 1
                 await asyncio.sleep(0.01)
                 continue
         request = requests[position % len(requests)]
         position += 1
-        started = time.perf_counter()
-        try:
-            writer.write(request)
-            await writer.drain()
-        except OSError:
-            totals.write_errors += 1
-            writer.close()
-            reader = writer = None
-            continue
-        try:
-            status, keep_alive = await asyncio.wait_for(
-                read_response(reader), request_timeout
-            )
-        except TimeoutError:
-            totals.timeouts += 1
-            keep_alive = False
-        except (OSError, ValueError, asyncio.IncompleteReadError):
-            totals.read_errors += 1
-            keep_alive = False
-        else:
-            totals.statuses[status] += 1
-            if len(totals.latencies) < MAX_SAMPLES:
-                totals.latencies.append(time.perf_counter() - started)
-        if not keep_alive:
-            writer.close()
-            reader = writer = None
-    if writer is not None:
-        writer.close()
+        if not await exchange(connection, request, request_timeout, totals):
+            connection[1].close()
+            connection = None
+    if connection is not None:
+        connection[1].close()
 
 
 def build_requests(
@@ -139,6 +146,7 @@ async def run(
     port = parts.port or 80
     path = parts.path or "/"
     requests = build_requests(host, port, path, header_values)
+
     totals = Totals()
     started = time.monotonic()
     stop_at = started + duration
@@ -150,6 +158,7 @@ async def run(
     ]
     await asyncio.wait_for(asyncio.gather(*tasks), duration + 2 * request_timeout + 5)
     elapsed = time.monotonic() - started
+
     ordered = sorted(totals.latencies)
     return {
         "requests": sum(totals.statuses.values()),

@@ -159,6 +159,7 @@ def run_local(options: Options) -> RunResult:
             machine=machine_info(redis_server.server_version(client)),
             settings={},
         )
+        ctx.skip_missing_packages(options.variants)
         try:
             run_suites(options, ctx, result)
         finally:

@@ -190,13 +190,19 @@ def _serve_wsgi(options: DemoOptions, store: SessionStore, out: TextIO) -> int:
 
     port = int(server.server_address[1])
     _announce(options, port, "WSGI, Werkzeug development server", out)
-    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    # Set both handlers, because a shell starts background jobs with SIGINT
+    # ignored, and Python then never raises KeyboardInterrupt.
+    previous = {
+        number: signal.signal(number, _raise_keyboard_interrupt)
+        for number in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
         server.server_close()
         store.client.close()
     logger.info("demo stopped")

@@ -14,7 +14,9 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+# Any arguments, because bearer_mw and Starlette annotate receive and send with
+# their own narrower message types.
+ASGIApp = Callable[..., Awaitable[None]]
 
 
 async def send_json(send: Send, status: int, body: bytes) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import redis
 from flask import Flask
-from flask_httpauth import HTTPTokenAuth
+from flask_httpauth import HTTPTokenAuth  # type: ignore[import-untyped]
 
 from benchmarks.apps import settings
 
@@ -24,16 +24,16 @@ def build_flask_app(*, with_auth: bool) -> Flask:
     client = redis.Redis.from_url(settings.redis_url())
     auth = HTTPTokenAuth(scheme="Bearer")
 
-    @auth.verify_token
+    @auth.verify_token  # type: ignore[untyped-decorator]
     def verify_token(token: str) -> str | None:
         data = client.get(settings.FLASK_PREFIX + token)
         if data is None:
             return None
-        user_id: str = settings.unpack_record(data)["user_id"]  # type: ignore[arg-type]
+        user_id: str = settings.unpack_record(data)["user_id"]
         return user_id
 
     @app.get("/me")
-    @auth.login_required
+    @auth.login_required  # type: ignore[untyped-decorator]
     def authenticated_me() -> dict[str, Any]:
         return {"user_id": auth.current_user()}
 

@@ -54,7 +54,7 @@ def pack_record(user_id: str, scopes: list[str], created_at: float) -> bytes:
     return json.dumps(record, separators=(",", ":")).encode()
 
 
-def unpack_record(data: bytes) -> dict[str, Any]:
+def unpack_record(data: bytes | str) -> dict[str, Any]:
     record: dict[str, Any] = json.loads(data)
     return record
 

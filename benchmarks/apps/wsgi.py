@@ -40,7 +40,7 @@ def build_raw_get_app() -> WSGIApp:
         data = client.get(settings.RAW_PREFIX + token) if token else None
         if data is None:
             return json_response(start_response, 401, settings.user_body(None))
-        record = settings.unpack_record(data)  # type: ignore[arg-type]
+        record = settings.unpack_record(data)
         return json_response(start_response, 200, settings.user_body(record["user_id"]))
 
     return raw_get_app
