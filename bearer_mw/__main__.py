@@ -15,7 +15,9 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 def _port(text: str) -> int:
     port = int(text)
     if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be 0 to 65535, got {port}")
+        raise argparse.ArgumentTypeError(
+            f"port must be between 0 and 65535, got {port}"
+        )
     return port
 
 

@@ -53,7 +53,8 @@ class AsyncBearerMiddleware:
     ``auth`` in the shape Starlette reads. For an active session, ``user`` is a
     :class:`~bearer_mw.users.BearerUser` and ``bearer_mw.session`` holds the
     session. When the request is anonymous and an outer middleware already
-    set ``user``, that value is kept.
+    set ``user``, that value is kept. Routes that a public rule covers get an
+    anonymous ``user`` and ``auth`` too, so ``request.user`` works there.
 
     The settings match :class:`~bearer_mw.BearerMiddleware`, plus
     ``websocket_token``: where a websocket handshake may also carry its token
@@ -87,7 +88,9 @@ class AsyncBearerMiddleware:
             realm=realm,
             renew_path=renew_path,
             rules=rules,
-            max_header_length=max_header_length or DEFAULT_MAX_LENGTH,
+            max_header_length=(
+                DEFAULT_MAX_LENGTH if max_header_length is None else max_header_length
+            ),
             allow_preflight=allow_preflight,
             retry_after=retry_after,
             anonymous_when_unavailable=anonymous_when_unavailable,
@@ -155,7 +158,7 @@ class AsyncBearerMiddleware:
     async def _call_app(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
-        """Run the app, answering 503 if a lazy lookup finds Redis unavailable.
+        """Run the app, and send a 503 if a lazy lookup finds Redis unavailable.
 
         The app's own lookups (``await scope["bearer_mw.auth"].validate()``)
         raise :class:`~bearer_mw.StoreUnavailableError`. Before the response

@@ -1,8 +1,9 @@
 """Redis clients with bounded timeouts and pools, built from a URL.
 
 The session stores retry a failed call once on a fresh connection, so the
-clients built here turn redis-py's own retries off: a request then waits at
-most about two timeouts for Redis before the middleware answers 503.
+clients built here turn redis-py's own retries off. A store call then takes at
+most about two timeouts, plus any wait for a pooled connection, before the
+middleware responds with 503.
 """
 
 from __future__ import annotations
@@ -107,6 +108,19 @@ def redis_from_url(
     health_check_interval: int = ...,
     **options: Any,
 ) -> redis.asyncio.Redis: ...
+
+
+@overload
+def redis_from_url(
+    url: str,
+    *,
+    timeout: float = ...,
+    asyncio: bool,
+    max_connections: int = ...,
+    pool_timeout: float | None = ...,
+    health_check_interval: int = ...,
+    **options: Any,
+) -> redis.Redis | redis.asyncio.Redis: ...
 
 
 def redis_from_url(

@@ -72,16 +72,21 @@ class Rule:
             scopes=tuple(self.scopes),
             public=self.public,
         )
-        methods = None
+        methods: frozenset[str] | None = None
         if self.methods is not None:
-            methods = frozenset(method.upper() for method in self.methods)
+            listed = [self.methods] if isinstance(self.methods, str) else self.methods
+            upper = {method.upper() for method in listed}
+            if "GET" in upper:
+                # Servers and frameworks answer HEAD with the GET handler.
+                upper.add("HEAD")
+            methods = frozenset(upper)
         object.__setattr__(self, "requirement", requirement)
         object.__setattr__(self, "_pattern", _compile(self.path))
         object.__setattr__(self, "_methods", methods)
 
     def matches(self, path: str, method: str) -> bool:
         """Tell whether this rule applies to a request."""
-        if self._methods is not None and method not in self._methods:
+        if self._methods is not None and method.upper() not in self._methods:
             return False
         return self._pattern.fullmatch(path) is not None
 
@@ -92,8 +97,11 @@ def _compile(pattern: str) -> re.Pattern[str]:
         stem = _compile(pattern[:-3]).pattern
         return re.compile(f"{stem}(?:/.*)?", re.DOTALL)
     parts = []
-    for piece in re.split(r"(\*\*|\*)", pattern):
-        if piece == "**":
+    for piece in re.split(r"(/\*\*/|\*\*|\*)", pattern):
+        if piece == "/**/":
+            # "/a/**/b" covers "/a/b" as well as "/a/x/y/b".
+            parts.append("(?:/.*)?/")
+        elif piece == "**":
             parts.append(".*")
         elif piece == "*":
             parts.append("[^/]*")

@@ -81,5 +81,10 @@ def anonymous_credentials() -> BearerCredentials:
 
 
 def authenticated(session: Session) -> tuple[BearerUser, BearerCredentials]:
-    """Build the scope's user and auth values for an active session."""
-    return BearerUser(session), BearerCredentials(list(session.scopes), session)
+    """Build the scope's user and auth values for an active session.
+
+    The scopes list starts with ``authenticated``, the name Starlette's
+    ``@requires("authenticated")`` checks, followed by the session's grants.
+    """
+    scopes = ["authenticated", *session.scopes]
+    return BearerUser(session), BearerCredentials(scopes, session)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any, Literal
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import unquote_plus
 
 from .header import Credentials, malformed, parse_authorization
 
@@ -29,7 +29,6 @@ __all__ = ["SUBPROTOCOL_PREFIX", "WebSocketTokenSource", "read_websocket_token"]
 
 WebSocketTokenSource = Literal["query", "subprotocol"]
 SUBPROTOCOL_PREFIX = "bearer."
-QUERY_PARAMETER = b"access_token"
 
 NO_CHANGES: dict[str, Any] = {}
 
@@ -51,14 +50,21 @@ def _from_query(
     scope: dict[str, Any], max_length: int
 ) -> tuple[Credentials, dict[str, Any]]:
     query: bytes = scope.get("query_string", b"")
-    if QUERY_PARAMETER not in query:
+    if not query:
         return parse_authorization(None), NO_CHANGES
-    pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
-    tokens = [value for name, value in pairs if name == "access_token"]
-    rest = [(name, value) for name, value in pairs if name != "access_token"]
-    changes = {"query_string": urlencode(rest).encode("latin-1")}
+    # Work on the raw pairs, so the other parameters reach the app exactly as
+    # sent, and decode each name, so a percent-encoded name is still found.
+    tokens = []
+    kept = []
+    for pair in query.decode("latin-1").split("&"):
+        name, _, value = pair.partition("=")
+        if unquote_plus(name) == "access_token":
+            tokens.append(unquote_plus(value))
+        else:
+            kept.append(pair)
     if not tokens:
         return parse_authorization(None), NO_CHANGES
+    changes = {"query_string": "&".join(kept).encode("latin-1")}
     if len(tokens) > 1:
         return malformed("the request has more than one access_token"), changes
     return parse_authorization(f"Bearer {tokens[0]}", max_length=max_length), changes

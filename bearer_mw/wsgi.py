@@ -82,7 +82,9 @@ class BearerMiddleware:
             realm=realm,
             renew_path=renew_path,
             rules=rules,
-            max_header_length=max_header_length or DEFAULT_MAX_LENGTH,
+            max_header_length=(
+                DEFAULT_MAX_LENGTH if max_header_length is None else max_header_length
+            ),
             allow_preflight=allow_preflight,
             retry_after=retry_after,
             anonymous_when_unavailable=anonymous_when_unavailable,
@@ -139,7 +141,7 @@ class BearerMiddleware:
     def _call_app(
         self, environ: WSGIEnvironment, start_response: StartResponse
     ) -> Iterable[bytes]:
-        """Run the app, answering 503 if a lazy lookup finds Redis unavailable.
+        """Run the app, and send a 503 if a lazy lookup finds Redis unavailable.
 
         ``environ["bearer_mw.auth"].validate()`` raises
         :class:`~bearer_mw.StoreUnavailableError`. When that escapes the app

@@ -6,6 +6,7 @@ need no display and no global backend setting.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from matplotlib.axes import Axes
@@ -42,23 +43,33 @@ def interface_of(variant: str) -> str:
 
 
 def plot_comparison(measurements: list[Measurement]) -> Figure:
-    """Draw requests per second as horizontal bars, one panel per interface."""
+    """Draw req/s and server CPU per request as bars, one row per interface.
+
+    CPU per request is drawn too because it varies less than req/s when other
+    processes share the server's core.
+    """
     interfaces = list(dict.fromkeys(interface_of(m.variant) for m in measurements))
-    figure = Figure(figsize=(9, 3.4 * len(interfaces) + 0.6), layout="constrained")
-    axes = figure.subplots(len(interfaces), 1, squeeze=False)[:, 0]
-    for axis, interface in zip(axes, interfaces, strict=True):
+    figure = Figure(figsize=(12, 3.4 * len(interfaces) + 0.6), layout="constrained")
+    axes = figure.subplots(len(interfaces), 2, squeeze=False)
+    for row, interface in enumerate(interfaces):
         chosen = [m for m in measurements if interface_of(m.variant) == interface]
         names = [m.variant.split(":", 1)[-1] for m in chosen]
-        bars = axis.barh(
-            names, [m.requests_per_second for m in chosen], color="#4c72b0"
+        rate_axis, cpu_axis = axes[row]
+        bars = rate_axis.barh(names, [m.requests_per_second for m in chosen])
+        rate_axis.set_title(
+            f"{interface.upper()}: requests per second, p99 ms at bar end"
         )
-        axis.invert_yaxis()
-        axis.set_title(f"{interface.upper()}: requests per second, p99 ms at bar end")
-        axis.set_xlabel("requests per second")
         for bar, measurement in zip(bars, chosen, strict=True):
             end = (bar.get_width(), bar.get_y() + bar.get_height() / 2)
             label = f" {measurement.latency_p99_ms:.1f}"
-            axis.annotate(label, end, va="center", fontsize=8)
+            rate_axis.annotate(label, end, va="center", fontsize=8)
+        cpu = [m.server_cpu_us_per_request or 0.0 for m in chosen]
+        cpu_axis.barh(names, cpu, color="#dd8452")
+        cpu_axis.set_title(f"{interface.upper()}: server CPU per request (us)")
+        cpu_axis.set_yticklabels([])
+        for axis in (rate_axis, cpu_axis):
+            axis.invert_yaxis()
+            axis.grid(axis="x", alpha=0.3)
     return figure
 
 
@@ -79,38 +90,49 @@ def plot_concurrency(measurements: list[Measurement]) -> Figure:
         latency_axis.plot(connections, latencies, style, marker="o", label=variant)
     label_axis(rate_axis, "concurrent connections", "requests per second")
     label_axis(latency_axis, "concurrent connections", "p99 latency (ms)")
-    rate_axis.set_xscale("log", base=2)
-    latency_axis.set_xscale("log", base=2)
+    levels = sorted({m.connections for m in measurements})
+    for axis in (rate_axis, latency_axis):
+        axis.set_xscale("log", base=2)
+        axis.set_xticks(levels, labels=[str(level) for level in levels])
     latency_axis.set_yscale("log")
     return figure
 
 
 def plot_sessions(steps: list[SessionsStep]) -> Figure:
-    """Draw requests per second and Redis memory per session against stored sessions."""
-    figure = Figure(figsize=(11, 4), layout="constrained")
-    rate_axis, memory_axis = figure.subplots(1, 2)
+    """Draw req/s, server CPU per request and Redis memory against stored sessions."""
+    figure = Figure(figsize=(14, 4), layout="constrained")
+    rate_axis, cpu_axis, memory_axis = figure.subplots(1, 3)
     counts = [step.stored_sessions for step in steps]
     variants = dict.fromkeys(m.variant for step in steps for m in step.measurements)
     for variant in variants:
-        rates = [rate_at(step, variant) for step in steps]
+        found = [measurement_at(step, variant) for step in steps]
+        rates = [m.requests_per_second if m else math.nan for m in found]
+        cpu = [m.server_cpu_us_per_request if m else None for m in found]
         rate_axis.plot(counts, rates, marker="o", label=variant)
+        cpu_axis.plot(
+            counts,
+            [math.nan if c is None else c for c in cpu],
+            marker="o",
+            label=variant,
+        )
     session_bytes = [step.bearer_mw_bytes_per_session for step in steps]
     record_bytes = [step.raw_bytes_per_record for step in steps]
     memory_axis.plot(counts, session_bytes, marker="o", label="bearer_mw session")
     memory_axis.plot(counts, record_bytes, marker="o", label="raw-get record")
     label_axis(rate_axis, "stored sessions", "requests per second")
+    label_axis(cpu_axis, "stored sessions", "server CPU per request (us)")
     label_axis(memory_axis, "stored sessions", "used_memory growth per session (bytes)")
-    for axis in (rate_axis, memory_axis):
+    for axis in (rate_axis, cpu_axis, memory_axis):
         axis.set_xscale("log")
         axis.set_ylim(bottom=0)
     return figure
 
 
-def rate_at(step: SessionsStep, variant: str) -> float:
+def measurement_at(step: SessionsStep, variant: str) -> Measurement | None:
     for measurement in step.measurements:
         if measurement.variant == variant:
-            return measurement.requests_per_second
-    return float("nan")
+            return measurement
+    return None
 
 
 def label_axis(axis: Axes, x_label: str, y_label: str) -> None:

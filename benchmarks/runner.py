@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import shutil
 import tempfile
@@ -87,6 +88,13 @@ def describe_pinning(
     )
 
 
+def describe_uvicorn() -> str:
+    """Name the HTTP parser and event loop that uvicorn picks with its defaults."""
+    parser = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    return f"uvicorn, 1 process, {parser} parser, {loop} loop"
+
+
 def run_settings(
     options: Options, generator: Generator, ctx: BenchContext | None
 ) -> dict[str, Any]:
@@ -101,7 +109,7 @@ def run_settings(
             options.server_cpu, options.client_cpu, options.redis_cpu
         ),
         "WSGI server": f"gunicorn, 1 gthread worker, {options.wsgi_threads} threads",
-        "ASGI server": "uvicorn, 1 process",
+        "ASGI server": describe_uvicorn(),
         "Redis": "--redis-url"
         if options.redis_url
         else "private redis-server on loopback",

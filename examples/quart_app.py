@@ -35,8 +35,9 @@ def create_app(redis_url: str | None = None) -> Quart:
 
     @app.get("/")
     async def index() -> dict[str, Any]:
-        user = request.scope.get("user")
-        return {"user": user.display_name if user is not None else None}
+        # bearer_mw sets an anonymous user, with an empty display_name,
+        # when the request carries no token.
+        return {"user": request.scope["user"].display_name or None}
 
     @app.post("/login")
     async def login() -> dict[str, Any]:

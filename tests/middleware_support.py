@@ -220,6 +220,13 @@ def echo_wsgi_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     return [body]
 
 
+class _NoAuth:
+    scopes: tuple[str, ...] = ()
+
+
+NO_AUTH = _NoAuth()
+
+
 def scope_summary(scope: dict[str, Any]) -> dict[str, Any]:
     """Describe what the ASGI middleware put in the scope, as JSON data."""
     user = scope.get("user")
@@ -227,7 +234,13 @@ def scope_summary(scope: dict[str, Any]) -> dict[str, Any]:
     return {
         "user": user.identity if authenticated else None,
         "auth_type": "Bearer" if authenticated else None,
-        "scopes": list(scope["auth"].scopes) if "auth" in scope else [],
+        # The ASGI side adds Starlette's "authenticated" marker to the grants;
+        # leave it out so both middlewares report the session's own scopes.
+        "scopes": [
+            name
+            for name in scope.get("auth", NO_AUTH).scopes
+            if name != "authenticated"
+        ],
         "has_auth": "bearer_mw.auth" in scope,
     }
 

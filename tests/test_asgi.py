@@ -360,7 +360,7 @@ async def test_websocket_query_token_removed() -> None:
     assert messages[0]["type"] == "websocket.accept"
     passed = inner.scopes[0]
     assert passed["user"].identity == "ada"
-    assert passed["query_string"] == b"room=7&x=a+b"
+    assert passed["query_string"] == b"room=7&x=a%20b"
     assert token not in repr(passed)
 
 
@@ -459,7 +459,42 @@ async def health(request: Request) -> JSONResponse:
     return JSONResponse({"authenticated": request.user.is_authenticated})
 
 
-starlette_app = Starlette(routes=[Route("/profile", profile), Route("/health", health)])
+@requires("authenticated")
+async def whoami(request: Request) -> JSONResponse:
+    return JSONResponse({"user": request.user.identity})
+
+
+starlette_app = Starlette(
+    routes=[
+        Route("/profile", profile),
+        Route("/health", health),
+        Route("/whoami", whoami),
+    ]
+)
+
+
+@pytest.mark.parametrize(
+    ("login", "status"),
+    [
+        pytest.param(False, 403, id="anonymous"),
+        pytest.param(True, 200, id="with-session"),
+    ],
+)
+async def test_starlette_requires_authenticated(login: bool, status: int) -> None:
+    async with open_backend() as backend:
+        middleware = AsyncBearerMiddleware(starlette_app, backend.store)
+        headers = {}
+        if login:
+            headers["Authorization"] = f"Bearer {backend.login('ada', [])}"
+        transport = httpx.ASGITransport(app=middleware)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://testserver"
+        ) as client:
+            response = await client.get("/whoami", headers=headers)
+
+    assert response.status_code == status
+    if login:
+        assert response.json() == {"user": "ada"}
 
 
 @pytest.mark.parametrize(
@@ -490,7 +525,7 @@ async def test_starlette_requires(scopes: list[str] | None, status: int) -> None
         assert response.json() == {
             "user": "ada",
             "authenticated": True,
-            "scopes": ["read", "write"],
+            "scopes": ["authenticated", "read", "write"],
         }
     assert public.status_code == 200
     assert public.json() == {"authenticated": False}

@@ -166,7 +166,7 @@ class DemoApp:
     async def lifespan(
         self, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
-        """Answer startup and shutdown, closing the Redis client on shutdown."""
+        """Complete startup and shutdown, closing the Redis client on shutdown."""
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":

@@ -1,7 +1,7 @@
 """Routes, login parsing and responses of the demo app, with no I/O.
 
 The WSGI and ASGI variants both read requests and write responses through
-these functions, so the two serve byte-identical answers.
+these functions, so the two send byte-identical responses.
 
 The demo has no passwords: ``POST /login`` trusts the user name it is sent
 and starts a session for it. A real login endpoint checks credentials first.
@@ -95,7 +95,7 @@ class Response:
 
 @dataclass(slots=True)
 class RequestRecord:
-    """What the request log line needs from inside the app: the user id."""
+    """Per-request slot where the app stores the user id for the request log."""
 
     user_id: str | None = None
 

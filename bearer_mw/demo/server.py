@@ -114,7 +114,7 @@ def run_demo(options: DemoOptions, out: TextIO = sys.stdout) -> int:
 
 
 def _sync_client(redis_url: str | None) -> Any:
-    """Build the sync client and check that Redis answers; None if it does not."""
+    """Build the sync client and PING Redis; return None if the PING fails."""
     if redis_url is None:
         import fakeredis  # noqa: PLC0415 - an optional dependency (demo extra)
 
@@ -190,8 +190,8 @@ def _serve_wsgi(options: DemoOptions, store: SessionStore, out: TextIO) -> int:
 
     port = int(server.server_address[1])
     _announce(options, port, "WSGI, Werkzeug development server", out)
-    # Set both handlers, because a shell starts background jobs with SIGINT
-    # ignored, and Python then never raises KeyboardInterrupt.
+    # Set both handlers. A shell starts background jobs with SIGINT ignored,
+    # and Python then raises no KeyboardInterrupt on Ctrl-C or kill -INT.
     previous = {
         number: signal.signal(number, _raise_keyboard_interrupt)
         for number in (signal.SIGINT, signal.SIGTERM)
