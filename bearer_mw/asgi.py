@@ -325,8 +325,14 @@ def _app_path(scope: Scope) -> str:
     """Return the path below the app's mount point, as WSGI's PATH_INFO would be."""
     path: str = scope["path"]
     root_path: str = scope.get("root_path", "")
-    if root_path and path.startswith(root_path):
-        return path[len(root_path) :] or "/"
+    if not root_path or not path.startswith(root_path):
+        return path
+    rest = path[len(root_path) :]
+    if not rest:
+        return "/"
+    if rest.startswith("/"):
+        return rest
+    # "/apiadmin" is not below the mount point "/api".
     return path
 
 

@@ -100,7 +100,9 @@ def renewal_body(token: str, session: Session, now: int) -> bytes:
     document = {
         "access_token": token,
         "token_type": "Bearer",
-        "expires_in": max(0, (session.active_expires - now) // 1000),
+        # Rounded up, so a token renewed a few milliseconds ago still reports
+        # the whole active period.
+        "expires_in": max(0, -((now - session.active_expires) // 1000)),
         "active_expires_at": _isoformat(session.active_expires_at),
         "idle_expires_at": _isoformat(session.idle_expires_at),
     }

@@ -97,7 +97,7 @@ def encode_payload(user_id: str, attributes: Mapping[str, Any]) -> str:
         )
         # Lone surrogates survive json.dumps but cannot be sent to Redis.
         payload.encode("utf-8")
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise ConfigurationError(
             f"the user id and session attributes must be JSON-serialisable text: {exc}"
         ) from exc
@@ -163,7 +163,7 @@ def decode_record(
         if state == "dead":
             return None
         user_id, attributes = json.loads(payload)
-    except (ValueError, TypeError, UnicodeDecodeError):
+    except (ValueError, TypeError, UnicodeDecodeError, RecursionError):
         return None
     if not isinstance(user_id, str) or not isinstance(attributes, dict):
         return None

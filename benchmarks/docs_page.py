@@ -14,47 +14,53 @@ PLOT_PREFIX = "../benchmarks/results/"
 METHOD = """\
 The harness in `benchmarks/` starts a private `redis-server` on loopback and serves
 each variant in its own server process: uvicorn for ASGI and gunicorn (one gthread
-worker) for WSGI. Where `taskset` exists and the machine has two or more cores, the
-servers are pinned to one core and the load generator and Redis to another. The
-load generator is wrk with a Lua script that cycles through up to 1,000 seeded
+worker) for WSGI. Where `taskset` exists and the machine has two or more cores,
+the servers are pinned to one core, and the load generator and Redis to another.
+The load generator is wrk with a Lua script that cycles through up to 1,000 seeded
 tokens and counts response statuses. Without wrk, a Python asyncio generator takes
-its place, and the settings table names the generator used.
+its place, and the settings table names the generator used. Each measurement
+follows a warm-up run, and a full run repeats the comparison in three interleaved
+rounds and reports the medians.
 
 Every variant answers `GET /me` with a small JSON object that contains the user id:
 
 - `bare` does no authentication and is the ceiling for its interface.
 - `raw-get` makes one hand-written Redis GET of a packed JSON record through the
   same client type as bearer_mw (`redis.asyncio.Redis` or `redis.Redis`).
-- `bearer_mw` runs the middleware in eager mode with a valid token. The `-missing`,
-  `-malformed`, `-revoked` and `-idle` variants send no token, a token with a
-  character that RFC 6750 forbids, the token of an invalidated session, and the
-  token of a session in its idle period (past the active period, so validation
-  rejects it). `-lazy` runs lazy mode with the session optional, on a route that never
-  reads it, so the middleware skips the lookup.
+- `bearer_mw` runs the middleware in eager mode with a valid token. The
+  `-missing`, `-malformed`, `-revoked` and `-idle` variants send no token, a token
+  with a character that RFC 6750 forbids, the token of an invalidated session,
+  and the token of a session in its idle period, which validation rejects.
+  `-lazy` runs lazy mode with the session optional, on a route that never reads
+  it, so the middleware skips the lookup.
 - Peers: Starlette's `AuthenticationMiddleware` with a Redis token backend,
   fastapi-users with `BearerTransport` and `RedisStrategy`, and Flask-HTTPAuth's
   `HTTPTokenAuth` with a Redis lookup. Each peer also has a baseline of its own
   framework without authentication (`starlette-bare`, `fastapi-bare`,
   `flask-bare`), which the "vs own baseline" and "added CPU" columns compare
-  against. fastapi-users reads users from an in-memory table, so its figures leave
-  out the SQL query that a deployment makes.
+  against. fastapi-users reads users from an in-memory table, so its figures
+  leave out the SQL query that a deployment makes.
 
 Redis commands per request come from `INFO commandstats` before and after each
-measurement, less the harness's own INFO calls. Server CPU per request is the
-user plus system time of the server's process group from `/proc/PID/stat`.
-Both divide by the requests served. With wrk, that is the completed requests
-plus one per connection, because wrk drops the request in flight on each
-connection when it stops, and the server still serves it. "Server core busy" is the
-server's CPU seconds per second of load: well below 100% means that other
-processes or the load generator held the server back, so its req/s is low.
+measurement, less the harness's own INFO calls. Server CPU per request is the user
+plus system time of the server's process group from `/proc/PID/stat`. Both divide
+by the requests served. With wrk, that is the completed requests plus one per
+connection, because wrk drops the request in flight on each connection when it
+stops, and the server still serves it.
 
 The memory table uses `MEMORY USAGE` on the keys that sessions add, and the
-stored-sessions table divides the growth of Redis `used_memory` by the number
-of sessions seeded.
+stored-sessions table divides the growth of Redis `used_memory` by the number of
+sessions seeded.
 
-These runs share a small machine with other work, so absolute figures vary from run
-to run. Compare variants through the ratios, which come from one run with the
-variants measured side by side.
+## Reading the figures
+
+These runs share a small machine with other work, so absolute figures vary from
+run to run. "Server core busy" is the server's CPU seconds per second of load.
+Well below 100% means that other processes or the load generator held the server
+back, so that row's req/s and latency understate it. Compare req/s only between
+rows that are both near 100%. Server CPU per request varies less under such
+contention, so it is the better figure for comparing the work that each variant
+does per request.
 """
 
 

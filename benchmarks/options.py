@@ -10,7 +10,7 @@ from benchmarks.variants import Variant
 SUITES = ("comparison", "concurrency", "memory", "sessions")
 DEFAULT_RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
-# Upper bounds that keep every run finite, whatever the options say.
+# Upper bounds on the options, which keep every run finite.
 MAX_DURATION_SECONDS = 3600.0
 MAX_CONNECTIONS = 4096
 MAX_STORED_SESSIONS = 10_000_000

@@ -81,8 +81,9 @@ def pipelined_seeding_works(client: redis.Redis) -> bool:
     Leaves the probe sessions in Redis, so the caller empties the database after.
     """
     store = SessionStore(client)
-    # A direct creation first, because a store that falls back from EVALSHA to
-    # EVAL on NOSCRIPT sees that error only after a pipeline has run.
+    # One direct creation loads the store's scripts into Redis first. A store that
+    # falls back from EVALSHA to EVAL on NOSCRIPT cannot do so inside a pipeline,
+    # because the error arrives only when the pipeline runs.
     store.create_session("probe-0", SESSION_STATE)
     user_ids = ["probe-1", "probe-2", "probe-3"]
     try:

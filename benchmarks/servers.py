@@ -64,7 +64,7 @@ def start_server(
     cpu: int | None,
     wsgi_threads: int,
 ) -> RunningServer:
-    """Start the server of ``app`` on a free loopback port and wait for it to answer."""
+    """Start the server of ``app`` on a free loopback port and wait for it to respond."""
     port = free_loopback_port()
     name = app.name.replace(":", "-")
     child = supervisor.start(

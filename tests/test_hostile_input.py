@@ -1,8 +1,4 @@
-"""Hostile inputs against the parser, the route rules, both middlewares and the store.
-
-Tests marked ``xfail(strict=True)`` record behaviour that is still wrong. When
-the behaviour is fixed, strict mode fails the test until the marker is removed.
-"""
+"""Hostile inputs against the parser, route rules, middlewares and store."""
 
 from __future__ import annotations
 
@@ -209,9 +205,6 @@ def test_query_token_with_encoded_name_hidden_from_app() -> None:
 # Store
 
 
-@pytest.mark.xfail(
-    strict=True, reason="a deeply nested record raises RecursionError from json.loads"
-)
 def test_find_session_deeply_nested_record_returns_none(redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
     store = SessionStore(client)
@@ -226,9 +219,6 @@ def test_find_session_deeply_nested_record_returns_none(redis_url: str) -> None:
     assert store.find_session(token) is None
 
 
-@pytest.mark.xfail(
-    strict=True, reason="deeply nested attributes raise RecursionError from json.dumps"
-)
 def test_create_session_deeply_nested_attributes_rejected() -> None:
     store = SessionStore(fakeredis.FakeRedis())
     nested: list[Any] = []
