@@ -113,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--duration",
         type=float,
-        help="seconds of measured load per measurement (default: 10, quick: 3)",
+        help="seconds of measured load per measurement; wrk rounds to whole "
+        "seconds (default: 10, quick: 3)",
     )
     run.add_argument(
         "--warmup",

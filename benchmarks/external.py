@@ -73,6 +73,8 @@ def run_external(options: Options) -> RunResult:
     token = options.token or fetch_token(options)
     started = now_text()
     generator = choose_generator(options.generator)
+    # NOTE: the process group may also contain processes other than the server,
+    # such as the shell that started it, and their CPU time counts too.
     server_pgid = os.getpgid(options.server_pid) if options.server_pid else None
     with supervised_run(options.keep_logs) as supervisor:
         header_file = write_header_file(

@@ -64,7 +64,7 @@ def start_server(
     cpu: int | None,
     wsgi_threads: int,
 ) -> RunningServer:
-    """Start the server of ``app`` on a free loopback port and wait for it to respond."""
+    """Start the server of ``app`` on a free loopback port; wait until it responds."""
     port = free_loopback_port()
     name = app.name.replace(":", "-")
     child = supervisor.start(

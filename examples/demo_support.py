@@ -2,7 +2,7 @@
 
 Every example reads the Redis URL from ``BEARER_MW_REDIS_URL``. Without it, the
 example runs on fakeredis, an in-process Redis stand-in, so it starts with no
-server at all; sessions then live only as long as the process.
+server at all. Sessions then last only as long as the process.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ __all__ = [
     "sync_store",
 ]
 
-#: Environment variable that holds the Redis URL, e.g. ``redis://127.0.0.1:6379/0``.
+#: Environment variable that contains the Redis URL, e.g. ``redis://127.0.0.1:6379/0``.
 REDIS_URL_VARIABLE = "BEARER_MW_REDIS_URL"
 
 

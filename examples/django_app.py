@@ -7,7 +7,7 @@ first sight. Run it from the repository root::
     gunicorn examples.django_app:application            # WSGI
     uvicorn examples.django_app:asgi_application --lifespan off   # ASGI
 
-Django answers no ASGI lifespan events, hence ``--lifespan off``.
+Django rejects ASGI lifespan events, hence ``--lifespan off``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ settings.configure(
     ALLOWED_HOSTS=["127.0.0.1", "localhost", "[::1]", "testserver"],
     ROOT_URLCONF=__name__,
     INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth"],
-    # A named in-memory database with a shared cache: every thread sees the
+    # A named in-memory database with a shared cache: every thread uses the
     # same tables, which ASGI needs because sync views run in another thread.
     DATABASES={
         "default": {
@@ -84,7 +84,7 @@ RULES = [
 class BearerRemoteUserMiddleware(RemoteUserMiddleware):
     """Django's ``RemoteUserMiddleware``, reading the bearer user under ASGI too.
 
-    Under WSGI, ``request.META`` is the environ, which already holds
+    Under WSGI, ``request.META`` is the environ, which already contains
     ``REMOTE_USER``. Django's ASGI request builds ``META`` from the scope's
     headers, client and server only, so this copies the user id from
     ``request.scope``. It also keeps Django on the synchronous path: Django

@@ -1,7 +1,7 @@
 """Litestar behind :class:`bearer_mw.AsyncBearerMiddleware`.
 
 Litestar's ``request.user`` and ``request.auth`` read ``scope["user"]`` and
-``scope["auth"]``, which bearer_mw sets; ``request.scope`` holds the session.
+``scope["auth"]``, which bearer_mw sets; ``request.scope`` contains the session.
 Run it from the repository root::
 
     uvicorn examples.litestar_app:app

@@ -30,7 +30,8 @@ from examples.demo_support import (
 
 # bearer_mw rejects requests without a session on /me and /logout. Elsewhere
 # it sets an anonymous request.user when no token came, and @requires checks
-# the scopes. The login route is public, so it has no request.user at all.
+# the scopes, "authenticated" included for every active session. The login
+# route is public, so it has no request.user at all.
 RULES = [
     Rule("/login", methods=["POST"], public=True),
     Rule("/me"),
@@ -69,10 +70,7 @@ def create_app(redis_url: str | None = None) -> Starlette:
             }
         )
 
-    # NOTE: bearer_mw grants only the session's own scopes, not Starlette's
-    # conventional "authenticated", so @requires("authenticated") denies
-    # every request. Check request.user.is_authenticated instead.
-    @requires("reports:read")
+    @requires(["authenticated", "reports:read"])
     async def reports(request: Request) -> JSONResponse:
         return JSONResponse({"user": request.user.display_name, "reports": ["2024-q4"]})
 
@@ -80,7 +78,7 @@ def create_app(redis_url: str | None = None) -> Starlette:
         ended = await request.scope["bearer_mw.auth"].invalidate()
         return JSONResponse({"logged_out": ended})
 
-    @requires("reports:read")
+    @requires(["authenticated", "reports:read"])
     async def echo(websocket: WebSocket) -> None:
         await websocket.accept()
         await websocket.send_json({"user": websocket.user.display_name})

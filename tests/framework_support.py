@@ -154,7 +154,7 @@ def websocket_handshake_status(
     """Open a websocket handshake on a loopback server; return the HTTP status.
 
     101 means the server accepted the connection. The socket is closed right
-    after the status line, so the app sees a disconnect.
+    after the status line, so the app receives a disconnect.
     """
     key = base64.b64encode(secrets.token_bytes(16)).decode("ascii")
     lines = [

@@ -26,7 +26,7 @@ def test_fastapi_me_reads_user_and_dependency(client: TestClient) -> None:
     assert response.status_code == 200
     body = response.json()
     assert body["user"] == "alice"
-    assert body["scopes"] == ["reports:read"]
+    assert body["scopes"] == ["authenticated", "reports:read"]
     assert body["session_id"]
 
 

@@ -27,7 +27,7 @@ def test_litestar_me_reads_request_user(client: TestClient[Litestar]) -> None:
     assert response.status_code == 200
     body = response.json()
     assert body["user"] == "alice"
-    assert body["scopes"] == ["reports:read"]
+    assert body["scopes"] == ["authenticated", "reports:read"]
     assert body["session_id"]
 
 

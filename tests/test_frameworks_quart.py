@@ -41,7 +41,7 @@ async def test_quart_me_reads_request_scope(client: QuartClient) -> None:
     assert response.status_code == 200
     body = await response.get_json()
     assert body["user"] == "alice"
-    assert body["scopes"] == ["reports:read"]
+    assert body["scopes"] == ["authenticated", "reports:read"]
 
 
 async def test_quart_me_without_token_is_401(client: QuartClient) -> None:

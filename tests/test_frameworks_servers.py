@@ -28,9 +28,10 @@ SERVERS = {
     "uvicorn-fastapi": [
         "uvicorn", "examples.fastapi_app:app", "--port", "{port}", "--ws", "wsproto",
     ],
-    # NOTE: under uvicorn 0.55 with asgiref 3.13, WsgiToAsgi answers about one
-    # keep-alive request in four with a 500 ("CurrentThreadExecutor already
-    # quit or is broken"), even for a bare Flask app, so hypercorn serves it.
+    # NOTE: under uvicorn 0.55 with asgiref 3.13, WsgiToAsgi fails about a
+    # quarter of keep-alive requests (16 of 60 in one run) with a 500
+    # ("CurrentThreadExecutor already quit or is broken"), even for a bare
+    # Flask app, so hypercorn serves it here.
     "hypercorn-flask-wsgitoasgi": [
         "hypercorn", "tests.framework_support:flask_over_asgi()",
         "--bind", "127.0.0.1:{port}",

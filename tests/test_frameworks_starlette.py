@@ -34,7 +34,7 @@ def test_starlette_me_reads_request_user(client: TestClient) -> None:
     assert response.status_code == 200
     body = response.json()
     assert body["user"] == "alice"
-    assert body["scopes"] == ["reports:read"]
+    assert body["scopes"] == ["authenticated", "reports:read"]
 
 
 def test_starlette_me_without_token_is_401(client: TestClient) -> None:
@@ -98,10 +98,6 @@ def test_starlette_module_app_runs_on_fakeredis() -> None:
         assert client.get("/me", headers=bearer(token)).json()["user"] == "bob"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bearer_mw's request.auth.scopes lacks Starlette's 'authenticated'",
-)
 def test_starlette_requires_authenticated_allows_session(redis_url: str) -> None:
     store = async_store(redis_url)
 

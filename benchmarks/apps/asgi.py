@@ -91,4 +91,4 @@ def create_app() -> ASGIApp:
         from benchmarks.apps.fastapi_users_peer import build_fastapi_app  # noqa: PLC0415
 
         return build_fastapi_app(with_auth=app_id == "fastapi-users")
-    raise ValueError(f"unknown ASGI app id {app_id!r}")
+    raise ValueError(f"invalid ASGI app id {app_id!r} in {settings.APP_ID_ENV}")

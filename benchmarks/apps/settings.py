@@ -20,7 +20,8 @@ FASTAPI_USERS_PREFIX = "fastapi_users_token:"
 # Seeded fastapi-users tokens map to uuid5(USER_NAMESPACE, user id string).
 USER_NAMESPACE = uuid.UUID("6f1d9b43-1c55-4b8e-9a5f-2c3e0f7d8a10")
 
-# The user id that apps without authentication return, as long as a seeded one.
+# The user id that apps without authentication return. It is as long as a seeded
+# user id, so every variant sends a response body of the same size.
 ANONYMOUS_USER_ID = "user-000000"
 
 

@@ -81,4 +81,4 @@ def create_app() -> WSGIApp:
         from benchmarks.apps.flask_peer import build_flask_app  # noqa: PLC0415
 
         return build_flask_app(with_auth=app_id == "flask-httpauth")
-    raise ValueError(f"unknown WSGI app id {app_id!r}")
+    raise ValueError(f"invalid WSGI app id {app_id!r} in {settings.APP_ID_ENV}")
