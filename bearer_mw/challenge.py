@@ -10,6 +10,7 @@ others.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -86,6 +87,7 @@ def _challenge(denial: Denial, realm: str) -> str:
     return f"Bearer {rendered}"
 
 
+@functools.lru_cache(maxsize=256)
 def build_error_response(
     denial: Denial, realm: str, *, retry_after: int = 1
 ) -> ErrorResponse:
@@ -93,6 +95,8 @@ def build_error_response(
 
     400, 401 and 403 carry the challenge; 503 carries ``Retry-After`` in
     seconds instead. Every error response is marked ``Cache-Control: no-store``.
+    Results are cached, because a flood of bad tokens repeats a few denials;
+    callers copy ``headers`` before handing it to a server that may change it.
     """
     document: dict[str, str | list[str]] = {}
     if denial.error is not None:

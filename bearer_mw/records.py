@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +43,13 @@ __all__ = [
 
 LIVE = "1"
 RENEWED = "2"
+
+# The pattern admits only base-36 digits where the times are, so int(_, 36)
+# never sees the signs, spaces or underscores it would otherwise accept.
+_LIVE_RECORD = re.compile(
+    r"1\|([^|]*)\|([0-9a-z]{1,13})\|([0-9a-z]{1,13})\|([0-9a-z]{1,13})\|(.*)",
+    re.DOTALL,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,13 +160,15 @@ def decode_record(
     if reply is None:
         return None
     try:
-        text = _text(reply)
-        kind, check, created, active, idle, payload = text.split("|", 5)
-        if kind != LIVE or not hmac.compare_digest(check, keys.check):
+        match = _LIVE_RECORD.fullmatch(_text(reply))
+        if match is None:
             return None
-        created_at = from_base36(created)
-        active_expires = from_base36(active)
-        idle_expires = from_base36(idle)
+        check, created, active, idle, payload = match.groups()
+        if not hmac.compare_digest(check, keys.check):
+            return None
+        created_at = int(created, 36)
+        active_expires = int(active, 36)
+        idle_expires = int(idle, 36)
         state = session_state(now, active_expires, idle_expires)
         if state == "dead":
             return None

@@ -163,6 +163,10 @@ def scopes_of(attributes: Mapping[str, Any]) -> tuple[str, ...]:
     return ()
 
 
-def freeze_attributes(attributes: Mapping[str, Any]) -> Mapping[str, Any]:
-    """Wrap decoded attributes so a Session cannot be changed through them."""
-    return MappingProxyType(dict(attributes))
+def freeze_attributes(attributes: dict[str, Any]) -> Mapping[str, Any]:
+    """Wrap freshly decoded attributes so a Session cannot change them.
+
+    The dict is not copied, so the caller must hold no other reference to it.
+    Nested lists and dicts stay mutable.
+    """
+    return MappingProxyType(attributes)

@@ -180,9 +180,9 @@ class BearerMiddleware:
             denial, self.config.realm, retry_after=self.config.retry_after
         )
         if exc_info is None:
-            start_response(response.status_line, response.headers)
+            start_response(response.status_line, list(response.headers))
         else:
-            start_response(response.status_line, response.headers, exc_info)
+            start_response(response.status_line, list(response.headers), exc_info)
         return [response.body]
 
     def _renew(
