@@ -120,7 +120,7 @@ class AsyncSessionStore(BaseStore):
         except STORE_ERRORS as error:
             raise self._unavailable(operation, error) from error
         if self._outage.failing:
-            self._outage.success()
+            self._outage.success(operation)
         return reply
 
     async def _send(self, call: Call) -> Any:

@@ -70,8 +70,12 @@ def _build_standalone(url: str, settings: ClientSettings, use_asyncio: bool) -> 
         arguments = settings.pool_arguments(Retry(NoBackoff(), 0))
         pool = redis.BlockingConnectionPool.from_url(url, **arguments)
     except ValueError as error:
-        # redis-py's messages name the bad part, never the password.
-        raise ConfigurationError(f"invalid Redis URL: {error}") from error
+        # redis-py's messages quote the part it could not read, which holds a
+        # piece of the password when the password has an unencoded '/' or '@'.
+        raise ConfigurationError(
+            "invalid Redis URL; check the host and port, and percent-encode "
+            "any '/', '@' or ':' in the password"
+        ) from error
     return redis.Redis.from_pool(pool)
 
 

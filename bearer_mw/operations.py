@@ -203,9 +203,16 @@ class Operations:
         index = self.keys.index_key(tag)
         for _ in range(MAX_INDEX_ATTEMPTS):
             members = [_text(m) for m in (yield Command(("ZRANGE", index, 0, -1)))]
-            session_keys = tuple(self.keys.session_key(tag, m) for m in members)
+            mine = yield from self._sessions_of(user_id, tag, index, members)
             removed = yield ScriptCall(
-                INVALIDATE_USER, (index, *session_keys), (self.clock(), *members)
+                INVALIDATE_USER,
+                (index, *(self.keys.session_key(tag, s.session_id) for s in mine)),
+                (
+                    self.clock(),
+                    len(members),
+                    *members,
+                    *(s.session_id for s in mine),
+                ),
             )
             if int(removed) >= 0:
                 return int(removed)
@@ -221,17 +228,24 @@ class Operations:
         index = self.keys.index_key(tag)
         now = self.clock()
         members = yield Command(("ZRANGE", index, now + 1, "+inf", "BYSCORE"))
-        if not members:
-            return []
         digests = [_text(m) for m in members]
-        records = yield Command(
-            ("MGET", *(self.keys.session_key(tag, d) for d in digests))
-        )
+        sessions = yield from self._sessions_of(user_id, tag, index, digests)
+        sessions.sort(key=lambda s: s.created)
+        return sessions
+
+    def _sessions_of(
+        self, user_id: str, tag: str, index: str, digests: list[str]
+    ) -> Generator[Call, Any, list[Session]]:
+        # Users whose tags are equal share an index, so each record's own user
+        # id decides whose session it is.
+        if not digests:
+            return []
+        session_keys = [self.keys.session_key(tag, digest) for digest in digests]
+        records = yield Command(("MGET", *session_keys))
+        now = self.clock()
         sessions = []
-        for digest, record in zip(digests, records, strict=True):
-            keys = SessionKeys(digest, self.keys.session_key(tag, digest), index)
-            session = decode_record(record, keys, now)
+        for digest, key, record in zip(digests, session_keys, records, strict=True):
+            session = decode_record(record, SessionKeys(digest, key, index), now)
             if session is not None and session.user_id == user_id:
                 sessions.append(session)
-        sessions.sort(key=lambda s: s.created)
         return sessions

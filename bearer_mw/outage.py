@@ -5,59 +5,68 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import dataclass
 
 logger = logging.getLogger("bearer_mw.store")
+
+
+@dataclass(slots=True)
+class _Outage:
+    failures: int
+    started: float
 
 
 class OutageLog:
     """Count store failures so an outage is logged once, not once per call.
 
-    The first failure logs a WARNING with the operation and the error. Later
-    failures are only counted, until a call succeeds and logs the recovery at
-    INFO with the number of failed calls and the outage's length. A store
-    that fails, recovers and fails again logs a second outage.
+    Outages are tracked per store operation, because a partial failure (an
+    out-of-memory server that still answers reads, a missing replica that
+    only fails durable writes) would otherwise start and end an outage on
+    every request. The first failure of an operation logs a WARNING with the
+    operation and the error. Later failures are only counted, until a call of
+    that operation succeeds and logs the recovery at INFO with the number of
+    failed calls and the outage's length.
     """
 
-    __slots__ = ("_failures", "_lock", "_started")
+    __slots__ = ("_lock", "_outages")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._failures = 0
-        self._started = 0.0
+        self._outages: dict[str, _Outage] = {}
 
     @property
     def failing(self) -> bool:
-        """Whether the last call to the store failed."""
-        return self._failures > 0
+        """Whether any operation's last call failed."""
+        return bool(self._outages)
 
     def failure(self, operation: str, error: BaseException) -> None:
         """Record a failed call, and log it if it starts an outage."""
         with self._lock:
-            self._failures += 1
-            first = self._failures == 1
-            if first:
-                self._started = time.monotonic()
-        if first:
-            logger.warning(
-                "Redis call failed during %s; the store raises "
-                "StoreUnavailableError and counts further failures until a "
-                "call succeeds: %s",
-                operation,
-                _describe(error),
-            )
+            outage = self._outages.get(operation)
+            if outage is not None:
+                outage.failures += 1
+                return
+            self._outages[operation] = _Outage(1, time.monotonic())
+        logger.warning(
+            "Redis call failed during %s; the store raises StoreUnavailableError "
+            "and counts further failures of %s until one succeeds: %s",
+            operation,
+            operation,
+            _describe(error),
+        )
 
-    def success(self) -> None:
+    def success(self, operation: str) -> None:
         """Record a successful call, and log the recovery if an outage was running."""
-        if not self._failures:
+        if operation not in self._outages:
             return
         with self._lock:
-            failures, self._failures = self._failures, 0
-            seconds = time.monotonic() - self._started
-        if failures:
+            outage = self._outages.pop(operation, None)
+        if outage is not None:
             logger.info(
-                "Redis reachable again after %d failed calls in %.1f s",
-                failures,
-                seconds,
+                "Redis reachable again for %s after %d failed calls in %.1f s",
+                operation,
+                outage.failures,
+                time.monotonic() - outage.started,
             )
 
 

@@ -114,19 +114,24 @@ return 1
 """,
 )
 
-#: KEYS[1] user index, KEYS[2..n] the session keys the caller read from it.
-#: ARGV[1] now, ARGV[2..n] the digests those keys end with, in the same order.
-#: Deletes the sessions and the index only if the index still holds exactly
-#: those digests; returns the number of session keys deleted, or -1 when the
-#: index changed since the caller read it.
+#: KEYS[1] user index, KEYS[2..k+1] the keys of the k sessions to delete.
+#: ARGV[1] now, ARGV[2] the number n of digests the caller read from the index,
+#: ARGV[3..n+2] those digests, ARGV[n+3..n+k+2] the digests of KEYS[2..k+1].
+#: The index is shared by every user whose tag is the same, so the caller
+#: names only the sessions whose records carry its user id. The script deletes
+#: them only if the index still holds exactly the n digests the caller read,
+#: and returns the number of session keys deleted, or -1 when the index
+#: changed since the caller read it.
 INVALIDATE_USER = Script(
     "invalidate_user",
-    """
+    _TRIM_INDEX
+    + """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-if redis.call('ZCARD', KEYS[1]) ~= #KEYS - 1 then
+local read = tonumber(ARGV[2])
+if redis.call('ZCARD', KEYS[1]) ~= read then
   return -1
 end
-for i = 2, #ARGV do
+for i = 3, read + 2 do
   if not redis.call('ZSCORE', KEYS[1], ARGV[i]) then
     return -1
   end
@@ -134,8 +139,9 @@ end
 local removed = 0
 for i = 2, #KEYS do
   removed = removed + redis.call('DEL', KEYS[i])
+  redis.call('ZREM', KEYS[1], ARGV[read + 1 + i])
 end
-redis.call('DEL', KEYS[1])
+trim_index(KEYS[1], ARGV[1])
 return removed
 """,
 )

@@ -135,7 +135,7 @@ class SessionStore(BaseStore):
         except STORE_ERRORS as error:
             raise self._unavailable(operation, error) from error
         if self._outage.failing:
-            self._outage.success()
+            self._outage.success(operation)
         return reply
 
     def _send(self, call: Call) -> Any:

@@ -22,10 +22,13 @@ from urllib.parse import unquote, urlsplit
 import redis
 import redis.asyncio
 import redis.asyncio.cluster
+import redis.asyncio.retry
 import redis.asyncio.sentinel
 import redis.cluster
 import redis.sentinel
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisClusterException, RedisError
+from redis.retry import Retry
 
 from .errors import ConfigurationError, StoreUnavailableError
 
@@ -82,7 +85,7 @@ def parse_cluster_url(url: str) -> ClusterURL:
     if parts.path not in ("", "/", "/0"):
         raise ConfigurationError(
             f"a {CLUSTER_SCHEME} URL has no path, because Redis Cluster serves "
-            f"database 0 only; remove {parts.path!r}"
+            "database 0 only; remove the path (percent-encode a '/' in a password)"
         )
     return ClusterURL(_parse_addresses(hosts, DEFAULT_CLUSTER_PORT), username, password)
 
@@ -95,7 +98,7 @@ def parse_sentinel_url(url: str) -> SentinelURL:
     if not segments[0] or len(segments) > 2:
         raise ConfigurationError(
             f"a {SENTINEL_SCHEME} URL needs the path /service_name or "
-            f"/service_name/db, got {parts.path!r}"
+            "/service_name/db (percent-encode a '/' in a password)"
         )
     service_name = unquote(segments[0])
     db = 0
@@ -103,7 +106,7 @@ def parse_sentinel_url(url: str) -> SentinelURL:
         if not segments[1].isdigit():
             raise ConfigurationError(
                 f"the database in a {SENTINEL_SCHEME} URL must be a "
-                f"non-negative integer, got {segments[1]!r}"
+                "non-negative integer"
             )
         db = int(segments[1])
     return SentinelURL(
@@ -139,7 +142,12 @@ def cluster_from_url(
     """
     parsed = parse_cluster_url(url)
     options = _connection_options(timeout, parsed.username, parsed.password)
+    # redis-py retries cluster commands with backoff by default (10 times for
+    # asyncio), which would stretch a hung node into many timeouts. The store
+    # retries once itself, so the client makes a single attempt; MOVED and ASK
+    # redirections are followed regardless.
     if asyncio:
+        options["retry"] = redis.asyncio.retry.Retry(NoBackoff(), 0)
         return redis.asyncio.cluster.RedisCluster(
             startup_nodes=[
                 redis.asyncio.cluster.ClusterNode(host, port)
@@ -147,6 +155,7 @@ def cluster_from_url(
             ],
             **options,
         )
+    options["retry"] = Retry(NoBackoff(), 0)
     try:
         return redis.cluster.RedisCluster(
             startup_nodes=[
@@ -262,7 +271,8 @@ def _connection_options(
 
 
 def _split(url: str, scheme: str) -> Any:
-    # Errors name the scheme only, because the rest may hold a password.
+    # Errors quote no part of the URL, because a password with an unencoded
+    # '/' or '@' shifts its pieces into the host, port or path.
     parts = _urlsplit(url)
     if parts.scheme.lower() != scheme:
         raise ConfigurationError(
@@ -305,17 +315,20 @@ def _parse_address(item: str, default_port: int) -> Address:
     if item.startswith("["):
         host, bracket, rest = item[1:].partition("]")
         if not bracket or (rest and not rest.startswith(":")):
-            raise ConfigurationError(f"invalid IPv6 host {item!r} in the URL")
+            raise ConfigurationError(
+                "invalid IPv6 host in the URL; write [address]:port"
+            )
         port_text = rest[1:]
     else:
         host, _, port_text = item.partition(":")
     if not host:
-        raise ConfigurationError(f"missing host in {item!r}; write host:port")
+        raise ConfigurationError("missing host in the URL; write host:port")
     if not port_text:
         return host, default_port
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise ConfigurationError(
-            f"invalid port {port_text!r} for host {host!r}; use 1 to 65535"
+            "invalid port in the URL; use 1 to 65535, and percent-encode any "
+            "'/', '@' or ':' in a password"
         )
     return host, int(port_text)
 
