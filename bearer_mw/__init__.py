@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .asgi import AsyncBearerMiddleware
 from .async_store import AsyncSessionStore
+from .client import redis_from_url
 from .errors import (
     BearerMWError,
     ConfigurationError,
@@ -29,4 +30,5 @@ __all__ = [
     "SessionStore",
     "StoreUnavailableError",
     "read_bearer_token",
+    "redis_from_url",
 ]

@@ -21,6 +21,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .errors import ConfigurationError
+from .topologies import topology_from_url
 
 __all__ = ["DEFAULT_MAX_CONNECTIONS", "DEFAULT_TIMEOUT", "redis_from_url"]
 
@@ -79,12 +80,19 @@ def _build_standalone(url: str, settings: ClientSettings, use_asyncio: bool) -> 
     return redis.Redis.from_pool(pool)
 
 
-# Each scheme maps to the builder of its client. Cluster and Sentinel schemes
-# (redis+cluster://, redis+sentinel://) plug in here with builders of their own.
+def _build_topology(url: str, settings: ClientSettings, use_asyncio: bool) -> Any:
+    # Cluster and Sentinel clients manage one pool per node, so only the
+    # timeout applies to them.
+    return topology_from_url(url, timeout=settings.timeout, asyncio=use_asyncio)
+
+
+# Each scheme maps to the builder of its client.
 _BUILDERS: dict[str, Builder] = {
     "redis": _build_standalone,
     "rediss": _build_standalone,
     "unix": _build_standalone,
+    "redis+cluster": _build_topology,
+    "redis+sentinel": _build_topology,
 }
 
 
@@ -140,7 +148,12 @@ def redis_from_url(
     """Build a Redis client for a session store from a URL.
 
     Schemes: ``redis://[[user]:password@]host[:port][/db]``, ``rediss://`` (the
-    same over TLS) and ``unix://[[user]:password@]/path/to/socket[?db=N]``.
+    same over TLS) and ``unix://[[user]:password@]/path/to/socket[?db=N]``
+    build a ``redis.Redis``. ``redis+cluster://host:port[,host:port...]``
+    builds a Redis Cluster client and
+    ``redis+sentinel://host:port[,host:port...]/service_name[/db]`` a client of
+    the primary that the sentinels name; for those two only ``timeout`` and
+    ``asyncio`` apply (see :mod:`bearer_mw.topologies`).
 
     - ``timeout``: seconds for connecting and for each reply.
     - ``asyncio``: build a ``redis.asyncio.Redis`` for

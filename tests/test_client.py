@@ -7,10 +7,12 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 import redis.asyncio
+import redis.cluster
 from redis.asyncio.connection import UnixDomainSocketConnection as AsyncUnixConnection
 from redis.connection import SSLConnection, UnixDomainSocketConnection
 
@@ -21,6 +23,7 @@ from bearer_mw import (
     StoreUnavailableError,
 )
 from bearer_mw.client import redis_from_url
+from bearer_mw.topologies import close_client
 from tests.conftest import require_redis_binaries
 from tests.redis_servers import RedisServer
 
@@ -108,13 +111,34 @@ def test_redis_from_url_query_string_wins() -> None:
     "url",
     [
         pytest.param("http://127.0.0.1:6390", id="http"),
-        pytest.param("redis+cluster://127.0.0.1:7000", id="cluster-not-yet"),
+        pytest.param("redis+memcached://127.0.0.1:7000", id="unknown-plus-scheme"),
         pytest.param("127.0.0.1:6390", id="no-scheme"),
     ],
 )
 def test_redis_from_url_rejects_unknown_scheme(url: str) -> None:
     with pytest.raises(ConfigurationError, match="unsupported Redis URL scheme"):
         redis_from_url(url)
+
+
+def test_redis_from_url_builds_cluster_client(redis_cluster: Any) -> None:
+    host, port = redis_cluster.startup_nodes[0]
+    client = redis_from_url(f"redis+cluster://{host}:{port}", timeout=2)
+    try:
+        assert isinstance(client, redis.cluster.RedisCluster)
+        assert client.ping() is True
+    finally:
+        client.close()
+
+
+def test_redis_from_url_builds_sentinel_client(redis_sentinel: Any) -> None:
+    hosts = ",".join(f"{h}:{p}" for h, p in redis_sentinel.sentinel_addresses)
+    url = f"redis+sentinel://{hosts}/{redis_sentinel.service_name}"
+    client = redis_from_url(url, timeout=2)
+    try:
+        assert client.set("bearer_mw:probe", "1") is True
+        assert client.get("bearer_mw:probe") == b"1"
+    finally:
+        close_client(client)
 
 
 def test_redis_from_url_error_hides_password() -> None:
