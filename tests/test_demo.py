@@ -362,6 +362,40 @@ def test_request_log_names_user_not_token(
     assert all(token not in str(record.args) for record in caplog.records)
 
 
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param(b'{"user": "\\ud800"}', id="lone-surrogate"),
+        pytest.param(b'{"user": "ad\\u202emin"}', id="right-to-left-override"),
+        pytest.param(b'{"user": "   "}', id="blank"),
+        pytest.param(b"[" * 2000 + b"]" * 2000, id="deeply-nested"),
+        pytest.param(b'{"user": ' + b"[" * 2000 + b"]" * 2000 + b"}", id="nested-user"),
+    ],
+)
+def test_login_rejects_hostile_body(demo: DemoClient, content: bytes) -> None:
+    headers = {"Content-Type": "application/json"}
+    reply = demo.request("POST", "/login", content=content, headers=headers)
+
+    assert reply.status == 400
+    assert "access_token" not in reply.json()
+
+
+def test_request_log_escapes_forged_line(
+    demo: DemoClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="bearer_mw.demo")
+    demo.request("GET", "/x%0aINFO%20bearer_mw.demo:%20POST%20/login%20200")
+    lines = [
+        record.getMessage()
+        for record in caplog.records
+        if record.name == "bearer_mw.demo"
+    ]
+
+    assert len(lines) == 1
+    assert "\n" not in lines[0]
+    assert "\\n" in lines[0]
+
+
 @pytest.mark.parametrize("variant", ["wsgi", "asgi"])
 def test_store_outage_answers_503(variant: str) -> None:
     # Nothing listens on a port that was just free, so every call fails.

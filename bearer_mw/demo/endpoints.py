@@ -199,8 +199,14 @@ def parse_login(content_type: str | None, body: bytes) -> LoginRequest:
         raise LoginError(400, "the login needs a non-empty string field 'user'")
     if len(user_id) > MAX_USER_LENGTH:
         raise LoginError(400, f"'user' is longer than {MAX_USER_LENGTH} characters")
-    if any(unicodedata.category(character) == "Cc" for character in user_id):
-        raise LoginError(400, "'user' must not contain control characters")
+    if not user_id.strip():
+        raise LoginError(400, "'user' must not be blank")
+    # Cc: control characters, Cf: invisible format characters such as a
+    # right-to-left override, Cs: lone surrogates, which are not text at all.
+    if any(unicodedata.category(c) in {"Cc", "Cf", "Cs"} for c in user_id):
+        raise LoginError(
+            400, "'user' must not contain control, format or surrogate characters"
+        )
 
     scopes = fields.get("scopes")
     if scopes is None:
@@ -217,7 +223,7 @@ def parse_login(content_type: str | None, body: bytes) -> LoginRequest:
 def _json_fields(body: bytes) -> dict[str, Any]:
     try:
         document = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
         raise LoginError(400, "the body is not valid JSON") from error
     if not isinstance(document, dict):
         raise LoginError(400, "the JSON body must be an object")
@@ -263,12 +269,21 @@ def logout_all_response(ended: int) -> Response:
 def log_request(
     method: str, path: str, status: int, user_id: str | None, seconds: float
 ) -> None:
-    """Log one request at INFO. Paths and user ids only: no header, no query."""
+    """Log one request at INFO. Paths and user ids only: no header, no query.
+
+    A path or user id with unprintable characters is logged as an escaped
+    literal, so a newline or an escape sequence cannot forge a log line or
+    drive a terminal.
+    """
     logger.info(
         "%s %s %d user=%s %.1f ms",
         method,
-        path,
+        _printable(path),
         status,
-        user_id if user_id is not None else "-",
+        _printable(user_id) if user_id is not None else "-",
         seconds * 1000,
     )
+
+
+def _printable(text: str) -> str:
+    return text if text.isprintable() else ascii(text)
