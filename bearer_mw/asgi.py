@@ -31,7 +31,7 @@ from .policy import (
     renewal_body,
 )
 from .request_auth import AsyncRequestAuth
-from .rules import REQUIRED, Rule
+from .rules import REQUIRED, Rule, canonical_path
 from .users import ANONYMOUS, anonymous_credentials, authenticated
 from .websocket_token import NO_CHANGES, WebSocketTokenSource, read_websocket_token
 
@@ -59,8 +59,8 @@ class AsyncBearerMiddleware:
     The settings match :class:`~bearer_mw.BearerMiddleware`, plus
     ``websocket_token``: where a websocket handshake may also carry its token
     (``"query"`` for the ``access_token`` query parameter, ``"subprotocol"``
-    for a ``bearer.<token>`` subprotocol). Off by default; see the docs for the
-    risks.
+    for a ``bearer.<token>`` subprotocol). Off by default; docs/websockets.md
+    describes the risks.
     """
 
     def __init__(
@@ -323,18 +323,15 @@ def _is_preflight(scope: Scope) -> bool:
 
 
 def _app_path(scope: Scope) -> str:
-    """Return the path below the app's mount point, as WSGI's PATH_INFO would be."""
+    """Return the canonical path below the app's mount point, as in WSGI."""
     path: str = scope["path"]
     root_path: str = scope.get("root_path", "")
-    if not root_path or not path.startswith(root_path):
-        return path
-    rest = path[len(root_path) :]
-    if not rest:
-        return "/"
-    if rest.startswith("/"):
-        return rest
-    # "/apiadmin" is not below the mount point "/api".
-    return path
+    if root_path and path.startswith(root_path):
+        rest = path[len(root_path) :]
+        # "/apiadmin" is not below the mount point "/api".
+        if not rest or rest.startswith("/"):
+            path = rest
+    return canonical_path(path or "/")
 
 
 def _set_anonymous(scope: Scope) -> None:

@@ -9,7 +9,7 @@ from .challenge import Denial, check_realm
 from .errors import ConfigurationError
 from .header import DEFAULT_MAX_LENGTH
 from .policy import idle_session_denial
-from .rules import Rule, RuleSet
+from .rules import Rule, RuleSet, canonical_path
 
 __all__ = ["AUTH_KEY", "SESSION_KEY", "MiddlewareConfig"]
 
@@ -49,6 +49,9 @@ class MiddlewareConfig:
             raise ConfigurationError(
                 f"retry_after must not be negative, got {self.retry_after}"
             )
+        if self.renew_path is not None:
+            # Request paths are compared in canonical form.
+            object.__setattr__(self, "renew_path", canonical_path(self.renew_path))
         rule_set = RuleSet(self.rules, required=self.required)
         object.__setattr__(self, "rule_set", rule_set)
         object.__setattr__(self, "idle_denial", idle_session_denial(self.renew_path))

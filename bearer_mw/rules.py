@@ -1,9 +1,10 @@
 """Route rules: which paths need a session and which scopes, with no I/O.
 
 A pattern is matched against the path below the application's mount point
-(``PATH_INFO`` in WSGI, ``path`` without ``root_path`` in ASGI). ``*`` matches
-any run of characters within one path segment and ``**`` matches across
-segments, so ``/admin/**`` covers ``/admin`` and everything below it.
+(``PATH_INFO`` in WSGI, ``path`` without ``root_path`` in ASGI), in canonical
+form: see :func:`canonical_path`. ``*`` matches any run of characters within
+one path segment and ``**`` matches across segments, so ``/admin/**`` covers
+``/admin`` and everything below it.
 The first rule that matches a request decides it.
 """
 
@@ -13,7 +14,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["REQUIRED", "Requirement", "Rule", "RuleSet"]
+__all__ = ["REQUIRED", "Requirement", "Rule", "RuleSet", "canonical_path"]
 
 # RFC 6750, section 3: a scope value in a challenge is made of %x21 / %x23-5B
 # / %x5D-7E, and spaces separate the values.
@@ -81,7 +82,7 @@ class Rule:
                 upper.add("HEAD")
             methods = frozenset(upper)
         object.__setattr__(self, "requirement", requirement)
-        object.__setattr__(self, "_pattern", _compile(self.path))
+        object.__setattr__(self, "_pattern", _compile(_canonical_pattern(self.path)))
         object.__setattr__(self, "_methods", methods)
 
     def matches(self, path: str, method: str) -> bool:
@@ -91,11 +92,23 @@ class Rule:
         return self._pattern.fullmatch(path) is not None
 
 
+def _canonical_pattern(pattern: str) -> str:
+    # Request paths lose their trailing slash before matching, so patterns do
+    # too; "/**" and "/*" endings are kept as they are.
+    if len(pattern) > 1 and pattern.endswith("/") and not pattern.endswith("*/"):
+        return pattern.rstrip("/") or "/"
+    return pattern
+
+
 def _compile(pattern: str) -> re.Pattern[str]:
     if pattern.endswith("/**"):
         # "/admin/**" also covers "/admin" itself.
         stem = _compile(pattern[:-3]).pattern
         return re.compile(f"{stem}(?:/.*)?", re.DOTALL)
+    if pattern.endswith("/*"):
+        # "/admin/*" also covers "/admin/", which reaches the rules as "/admin".
+        stem = _compile(pattern[:-2]).pattern
+        return re.compile(f"{stem}(?:/[^/]*)?", re.DOTALL)
     parts = []
     for piece in re.split(r"(/\*\*/|\*\*|\*)", pattern):
         if piece == "/**/":
@@ -110,6 +123,28 @@ def _compile(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(parts), re.DOTALL)
 
 
+def canonical_path(path: str) -> str:
+    """Reduce a request path to the form that rules and routes agree on.
+
+    Servers pass ``//admin``, ``/./admin`` and ``/x/../admin`` through as sent,
+    and routers and static file handlers later serve them as ``/admin``. So
+    repeated slashes collapse, ``.`` and ``..`` segments resolve, and a
+    trailing slash is dropped, which makes ``Rule("/me")`` cover ``/me/`` too.
+    """
+    if "//" not in path and "/." not in path and not path.endswith("/"):
+        return path
+    segments: list[str] = []
+    for segment in path.split("/"):
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if segments:
+                segments.pop()
+            continue
+        segments.append(segment)
+    return "/" + "/".join(segments)
+
+
 class RuleSet:
     """Ordered rules with a default requirement for paths that none matches."""
 
@@ -120,7 +155,7 @@ class RuleSet:
         self.default = Requirement(required=required)
 
     def requirement_for(self, path: str, method: str) -> Requirement:
-        """Find the requirement of one request."""
+        """Find the requirement of one request; ``path`` must be canonical."""
         for rule in self.rules:
             if rule.matches(path, method):
                 return rule.requirement

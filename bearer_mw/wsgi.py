@@ -21,7 +21,7 @@ from .policy import (
     renewal_body,
 )
 from .request_auth import RequestAuth
-from .rules import REQUIRED, Rule
+from .rules import REQUIRED, Rule, canonical_path
 from .store import SessionStore
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ class BearerMiddleware:
         ):
             return self.app(environ, start_response)
 
-        path = environ.get("PATH_INFO", "")
+        path = canonical_path(environ.get("PATH_INFO", "") or "/")
         if path == config.renew_path:
             return self._renew(environ, start_response, method)
         requirement = config.rule_set.requirement_for(path, method)

@@ -25,8 +25,8 @@ from examples.demo_support import (
     redis_url_from_environment,
 )
 
-# Litestar's request.user raises on routes without scope["user"], which a
-# public rule leaves out; the login handler does not read it.
+# On the public login route bearer_mw reads no token, so request.user is the
+# anonymous user there.
 RULES = [
     Rule("/login", methods=["POST"], public=True),
     Rule("/me"),

@@ -31,7 +31,8 @@ from examples.demo_support import (
 # bearer_mw rejects requests without a session on /me and /logout. Elsewhere
 # it sets an anonymous request.user when no token came, and @requires checks
 # the scopes, "authenticated" included for every active session. The login
-# route is public, so it has no request.user at all.
+# route is public: bearer_mw reads no token there, and request.user is the
+# anonymous user.
 RULES = [
     Rule("/login", methods=["POST"], public=True),
     Rule("/me"),

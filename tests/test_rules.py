@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bearer_mw import Rule
-from bearer_mw.rules import RuleSet
+from bearer_mw.rules import RuleSet, canonical_path
 from tests.middleware_support import MiddlewareKind, open_stack
 
 
@@ -204,3 +204,32 @@ def test_preflight_checked_when_disabled(kind: MiddlewareKind) -> None:
         )
 
     assert reply.status == 401
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        pytest.param("/", "/", id="root"),
+        pytest.param("//", "/", id="double-root"),
+        pytest.param("/me", "/me", id="plain"),
+        pytest.param("/me/", "/me", id="trailing-slash"),
+        pytest.param("//me", "/me", id="leading-double-slash"),
+        pytest.param("/a//b", "/a/b", id="inner-double-slash"),
+        pytest.param("/./me", "/me", id="dot-segment"),
+        pytest.param("/x/../me", "/me", id="dot-dot-segment"),
+        pytest.param("/../../me", "/me", id="dot-dot-above-root"),
+        pytest.param("/a/.b/c", "/a/.b/c", id="dot-prefixed-name-kept"),
+    ],
+)
+def test_canonical_path(path: str, expected: str) -> None:
+    assert canonical_path(path) == expected
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/admin", "/admin/", "//admin/x", "/admin/./x", "/public/../admin/x"],
+)
+def test_rule_covers_path_variants(path: str) -> None:
+    rules = RuleSet([Rule("/admin/*", scopes=["admin"])], required=False)
+
+    assert rules.requirement_for(canonical_path(path), "GET").scopes == ("admin",)
