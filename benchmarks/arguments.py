@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from benchmarks.options import DEFAULT_RESULTS_DIR, SUITES
+from benchmarks.options import (
+    DEFAULT_RESULTS_DIR,
+    DEFAULT_SUITES,
+    POOLS_CONNECTIONS,
+    SUITES,
+)
 from benchmarks.variants import VARIANTS_BY_NAME
 
 DESCRIPTION = """\
@@ -43,7 +48,8 @@ def positive_int_list(text: str) -> list[int]:
 def add_placement_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--redis-url",
-        help="use this empty Redis database instead of starting redis-server",
+        help="use this empty Redis database instead of starting redis-server; "
+        "redis://, unix:// and redis+cluster:// URLs work",
     )
     parser.add_argument(
         "--load-generator",
@@ -102,8 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--suites",
-        default=",".join(SUITES),
-        help=f"comma-separated suites to run (default: {','.join(SUITES)})",
+        default=",".join(DEFAULT_SUITES),
+        help=f"comma-separated suites to run, from {', '.join(SUITES)} "
+        f"(default: {','.join(DEFAULT_SUITES)})",
     )
     run.add_argument(
         "--variants",
@@ -153,6 +160,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="interleaved rounds of the comparison, reported as medians "
         "(default: 3, quick: 1)",
+    )
+    run.add_argument(
+        "--pool-connections",
+        type=int,
+        default=POOLS_CONNECTIONS,
+        help="concurrent connections of the pools suite, which compares Redis "
+        f"client settings (default: {POOLS_CONNECTIONS})",
+    )
+    run.add_argument(
+        "--cluster-url",
+        help="redis+cluster:// URL of an empty Redis Cluster for the cluster suite, "
+        "instead of starting three local nodes",
     )
     run.add_argument(
         "--write-docs",

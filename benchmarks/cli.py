@@ -96,10 +96,13 @@ def build_run_options(args: argparse.Namespace, command: str) -> Options:
         check_range("connections", connections, 1, limits.MAX_CONNECTIONS)
     for count in session_counts:
         check_range("--sessions", count, 1, limits.MAX_STORED_SESSIONS)
+    check_range("--pool-connections", args.pool_connections, 1, limits.MAX_CONNECTIONS)
+    suites = parse_suites(args.suites)
+    check_topology_options(args, suites)
 
     return Options(
         command=command,
-        suites=parse_suites(args.suites),
+        suites=suites,
         variants=variants,
         duration=duration,
         warmup=warmup,
@@ -125,7 +128,28 @@ def build_run_options(args: argparse.Namespace, command: str) -> Options:
         login_body=args.login_body,
         token_field=args.token_field,
         server_pid=args.server_pid,
+        pool_connections=args.pool_connections,
+        cluster_url=args.cluster_url,
     )
+
+
+def check_topology_options(args: argparse.Namespace, suites: tuple[str, ...]) -> None:
+    """Reject suite and URL combinations whose figures would be mislabelled.
+
+    The cluster suite compares a single Redis with a cluster, and the pools
+    suite compares pool settings that a cluster client does not use.
+    """
+    if args.cluster_url and not args.cluster_url.lower().startswith("redis+cluster://"):
+        raise SystemExit("error: --cluster-url must be a redis+cluster:// URL")
+    redis_is_cluster = bool(args.redis_url) and args.redis_url.lower().startswith(
+        "redis+cluster://"
+    )
+    for suite in ("cluster", "pools"):
+        if redis_is_cluster and suite in suites:
+            raise SystemExit(
+                f"error: the {suite} suite needs a single Redis as --redis-url; "
+                "give a cluster with --cluster-url, or leave out that suite"
+            )
 
 
 def build_soak_options(args: argparse.Namespace, command: str) -> SoakOptions:

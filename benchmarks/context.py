@@ -8,12 +8,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import redis
-
 from benchmarks import seeding
 from benchmarks.measure import LoadSettings, Measurement, measure
 from benchmarks.processes import Supervisor
-from benchmarks.redis_server import RedisTarget
+from benchmarks.redis_server import HarnessClient, RedisTarget
 from benchmarks.servers import RunningServer, start_server
 from benchmarks.variants import App, TokenScheme, Variant
 
@@ -27,7 +25,7 @@ class BenchContext:
     supervisor: Supervisor
     load: LoadSettings
     redis_target: RedisTarget
-    client: redis.Redis
+    client: HarnessClient
     run_dir: Path
     server_cpu: int | None
     wsgi_threads: int
@@ -36,18 +34,29 @@ class BenchContext:
     stored_sessions: int = 0
     pipelined_seeding: bool | None = None
     skipped: dict[str, str] = field(default_factory=dict)
+    # Prefix of server log names, so two contexts of one run keep separate logs.
+    log_prefix: str = ""
 
     def server_for(self, app: App) -> RunningServer:
         """Return the running server of ``app``, starting it on first use."""
         server = self.servers.get(app.name)
         if server is None:
-            logger.info("starting %s", app.name)
+            logger.info("starting %s%s", self.log_prefix, app.name)
+            redis_url = self.redis_target.url
+            if app.unix_socket:
+                if self.redis_target.unix_url is None:
+                    raise RuntimeError(
+                        f"{app.name} needs a unix socket, and only the private "
+                        "redis-server has one; run without --redis-url"
+                    )
+                redis_url = self.redis_target.unix_url
             server = start_server(
                 self.supervisor,
                 app,
-                redis_url=self.redis_target.url,
+                redis_url=redis_url,
                 cpu=self.server_cpu,
                 wsgi_threads=self.wsgi_threads,
+                log_prefix=self.log_prefix,
             )
             self.servers[app.name] = server
         return server
@@ -72,6 +81,11 @@ class BenchContext:
 
     def detect_seeding_mode(self) -> bool:
         """Decide once per run whether bearer_mw sessions can be seeded in pipelines."""
+        if self.pipelined_seeding is None and self.redis_target.is_cluster:
+            # NOTE: pipelined seeding is not tried on a cluster. One call per
+            # session is slower, but redis-py routes each call to its node.
+            self.pipelined_seeding = False
+            logger.info("seeding bearer_mw sessions on a cluster: one call each")
         if self.pipelined_seeding is None:
             self.pipelined_seeding = seeding.pipelined_seeding_works(self.client)
             self.client.flushdb()
@@ -139,7 +153,8 @@ class BenchContext:
             source_kind = "valid"
         tokens = self.tokens.get((variant.scheme, source_kind), [])
         values = seeding.header_values(variant.token_kind, tokens)
-        path = self.run_dir / f"headers-{variant.name.replace(':', '-')}.txt"
+        name = self.log_prefix + variant.name.replace(":", "-")
+        path = self.run_dir / f"headers-{name}.txt"
         return seeding.write_header_file(path, values)
 
     def measure_variant(self, variant: Variant, connections: int) -> Measurement:

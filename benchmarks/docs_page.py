@@ -26,7 +26,7 @@ Every variant answers `GET /me` with a small JSON object that contains the user 
 
 - `bare` does no authentication and is the ceiling for its interface.
 - `raw-get` makes one hand-written Redis GET of a packed JSON record through the
-  same client type as bearer_mw (`redis.asyncio.Redis` or `redis.Redis`).
+  same client as bearer_mw.
 - `bearer_mw` runs the middleware in eager mode with a valid token. The
   `-missing`, `-malformed`, `-revoked` and `-idle` variants send no token, a token
   with a character that RFC 6750 forbids, the token of an invalidated session,
@@ -41,12 +41,38 @@ Every variant answers `GET /me` with a small JSON object that contains the user 
   against. fastapi-users reads users from an in-memory table, so its figures
   leave out the SQL query that a deployment makes.
 
+Every app that talks to Redis, the peers included, builds its client with
+`bearer_mw.redis_from_url(url)` (with `asyncio=True` for ASGI): a
+`BlockingConnectionPool` of 64 connections, 2 s connect, reply and pool-wait
+timeouts, and redis-py's retries off. redis-py parses replies with hiredis when
+it is installed, and the settings table shows whether it was.
+
+The pools suite serves the ASGI `bearer_mw` variant once per client choice and
+loads each at 256 connections (`--pool-connections`): redis-py's own
+`redis.asyncio.Redis.from_url` (a non-blocking pool that raises
+`MaxConnectionsError` once it has 100 connections in redis-py 8.2, with
+redis-py's retries), `redis_from_url` with `max_connections` 16, 64 and 256,
+`redis_from_url` with redis-py's pure-Python parser in place of hiredis (passed
+as `parser_class`, so hiredis stays installed), and `redis_from_url` over the
+private server's unix socket. A choice is safe at that concurrency when it
+shows no unexpected status and no socket error: a client error makes bearer_mw
+answer 503.
+
+The cluster suite starts a Redis Cluster of three primaries without replicas on
+loopback (or uses `--cluster-url`), seeds sessions through `SessionStore` on a
+cluster client, and measures the ASGI and WSGI `bearer_mw` variants against the
+single server and the cluster in interleaved rounds. The cluster nodes run on
+the same core as the single server and the load generator. Any suite but pools
+and cluster also runs on a cluster given as
+`--redis-url redis+cluster://host:port,...`.
+
 Redis commands per request come from `INFO commandstats` before and after each
-measurement, less the harness's own INFO calls. Server CPU per request is the user
-plus system time of the server's process group from `/proc/PID/stat`. Both divide
-by the requests served. With wrk, that is the completed requests plus one per
-connection, because wrk drops the request in flight on each connection when it
-stops, and the server still serves it.
+measurement, less the harness's own INFO calls, summed over the primaries of a
+cluster. Server CPU per request is the user plus system time of the server's
+process group from `/proc/PID/stat`. Both divide by the requests served. With
+wrk, that is the completed requests plus one per connection, because wrk drops
+the request in flight on each connection when it stops, and the server still
+serves it.
 
 The memory table uses `MEMORY USAGE` on the keys that sessions add, and the
 stored-sessions table divides the growth of Redis `used_memory` by the number of

@@ -8,11 +8,10 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import redis
-
 from benchmarks import redis_server
 from benchmarks.loadgen import Generator, LoadResult, run_load
 from benchmarks.processes import Supervisor, group_cpu_seconds
+from benchmarks.redis_server import HarnessClient
 
 # Pause after each load run, so the server finishes the requests that were in
 # flight when the generator stopped before the counters are read.
@@ -73,7 +72,7 @@ def measure(
     connections: int,
     stored_sessions: int | None,
     server_pgid: int | None,
-    redis_client: redis.Redis | None,
+    redis_client: HarnessClient | None,
 ) -> Measurement:
     """Measure one variant. The warm-up run opens connections and fills caches."""
     if load.warmup > 0:

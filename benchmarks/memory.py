@@ -13,10 +13,9 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
-import redis
-
 from bearer_mw import SessionStore
 from benchmarks import seeding
+from benchmarks.redis_server import HarnessClient
 from benchmarks.variants import TokenScheme
 
 PROBE_USER_ID = "memory-probe-user"
@@ -38,7 +37,7 @@ class MemoryProbe:
     peer_bytes_per_token: dict[str, float] = field(default_factory=dict)
 
 
-def key_usages(client: redis.Redis) -> dict[bytes, int]:
+def key_usages(client: HarnessClient) -> dict[bytes, int]:
     usages = {}
     for key in client.scan_iter(count=1000):
         usage = client.memory_usage(key, samples=0)
@@ -46,7 +45,7 @@ def key_usages(client: redis.Redis) -> dict[bytes, int]:
     return usages
 
 
-def probe_session_memory(client: redis.Redis) -> MemoryProbe:
+def probe_session_memory(client: HarnessClient) -> MemoryProbe:
     """Measure the keys that bearer_mw sessions add. Empties the database first."""
     client.flushdb()
     store = SessionStore(client)
@@ -78,7 +77,7 @@ def probe_session_memory(client: redis.Redis) -> MemoryProbe:
     return probe
 
 
-def probe_peer_memory(client: redis.Redis) -> dict[str, float]:
+def probe_peer_memory(client: HarnessClient) -> dict[str, float]:
     """Return the mean MEMORY USAGE of one token key of each raw or peer scheme."""
     schemes: tuple[TokenScheme, ...] = ("raw", "starlette", "flask", "fastapi_users")
     result: dict[str, float] = {}

@@ -7,7 +7,10 @@ from pathlib import Path
 
 from benchmarks.variants import Variant
 
-SUITES = ("comparison", "concurrency", "memory", "sessions")
+SUITES = ("comparison", "concurrency", "memory", "sessions", "pools", "cluster")
+# The suites of a run without --suites. The cluster suite needs redis-cli, and
+# pools and cluster add about 8 minutes to a full run.
+DEFAULT_SUITES = ("comparison", "concurrency", "memory", "sessions")
 DEFAULT_RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 # Upper bounds on the options, which keep every run finite.
@@ -16,6 +19,8 @@ MAX_CONNECTIONS = 4096
 MAX_STORED_SESSIONS = 10_000_000
 MAX_ROUNDS = 20
 MAX_SOAK_MINUTES = 1440.0
+# Concurrent connections of the pools suite, which compares client settings.
+POOLS_CONNECTIONS = 256
 
 
 @dataclass
@@ -49,6 +54,8 @@ class Options:
     login_body: str | None = None
     token_field: str = "access_token"
     server_pid: int | None = None
+    pool_connections: int = POOLS_CONNECTIONS
+    cluster_url: str | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -68,3 +75,7 @@ class SoakOptions:
     wsgi_threads: int
     results_dir: Path
     keep_logs: bool
+    # Seconds of unmeasured load before the first RSS reading, and seconds of
+    # load per chunk, after each of which RSS is read again.
+    warmup_seconds: float = 5.0
+    chunk_seconds: float = 60.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from benchmarks.client_suites import LabeledMeasurement
 from benchmarks.measure import Measurement
 from benchmarks.memory import MemoryProbe
 from benchmarks.results import RunResult
@@ -182,6 +183,98 @@ def sessions_table(steps: list[SessionsStep]) -> str:
     return table(memory_header, memory_rows) + "\n\n" + table(load_header, load_rows)
 
 
+def error_count(m: Measurement) -> int:
+    return m.unexpected_count + m.socket_errors
+
+
+def pools_table(rows: list[LabeledMeasurement]) -> str:
+    """Return the client-choice table and a summary of the error-free choices."""
+    default = next((row for row in rows if row.label == "default"), None)
+    default_rate = default.measurement.requests_per_second if default else None
+    body = [
+        [
+            f"`{row.label}`",
+            row.detail,
+            number(row.measurement.requests_per_second),
+            ratio(row.measurement.requests_per_second, default_rate),
+            number(row.measurement.latency_p50_ms, 2),
+            number(row.measurement.latency_p99_ms, 2),
+            number(row.measurement.server_cpu_us_per_request),
+            percent(row.measurement.server_cpu_share),
+            unexpected_cell(row.measurement),
+            str(row.measurement.socket_errors),
+        ]
+        for row in rows
+    ]
+    header = [
+        "client", "settings", "req/s", "vs default", "p50 ms", "p99 ms",
+        "server CPU us/req", "server core busy", "unexpected status",
+        "socket errors",
+    ]  # fmt: skip
+    return table(header, body) + "\n\n" + pools_summary(rows)
+
+
+def pools_summary(rows: list[LabeledMeasurement]) -> str:
+    """State which choices served every request as expected, fastest first."""
+    if not rows:
+        return ""
+    connections = rows[0].measurement.connections
+    clean = sorted(
+        (row for row in rows if error_count(row.measurement) == 0),
+        key=lambda row: row.measurement.requests_per_second,
+        reverse=True,
+    )
+    failing = [row for row in rows if error_count(row.measurement)]
+    lines = []
+    if clean:
+        names = ", ".join(
+            f"`{row.label}` ({number(row.measurement.requests_per_second)} req/s)"
+            for row in clean
+        )
+        lines.append(
+            f"Without an unexpected status or socket error at {connections} "
+            f"connections, fastest first: {names}."
+        )
+    if failing:
+        names = ", ".join(
+            f"`{row.label}` ({error_count(row.measurement):,})" for row in failing
+        )
+        lines.append(f"With unexpected statuses or socket errors: {names}.")
+    return "\n".join(lines)
+
+
+def cluster_table(rows: list[LabeledMeasurement]) -> str:
+    """Return bearer_mw on a single Redis and on a cluster, one row per pair."""
+    single_rates = {
+        row.detail: row.measurement.requests_per_second
+        for row in rows
+        if row.label == rows[0].label
+    }
+    body = [
+        [
+            f"`{row.detail}`",
+            row.label,
+            number(row.measurement.requests_per_second),
+            ratio(row.measurement.requests_per_second, single_rates.get(row.detail)),
+            number(row.measurement.latency_p50_ms, 2),
+            number(row.measurement.latency_p99_ms, 2),
+            commands_cell(row.measurement),
+            number(row.measurement.server_cpu_us_per_request),
+            number(row.measurement.redis_cpu_us_per_request, 1),
+            percent(row.measurement.server_cpu_share),
+            unexpected_cell(row.measurement),
+            str(row.measurement.socket_errors),
+        ]
+        for row in rows
+    ]
+    header = [
+        "variant", "Redis", "req/s", "vs single", "p50 ms", "p99 ms",
+        "Redis cmds/req", "server CPU us/req", "Redis CPU us/req",
+        "server core busy", "unexpected status", "socket errors",
+    ]  # fmt: skip
+    return table(header, body)
+
+
 def memory_table(probe: MemoryProbe) -> str:
     rows = [
         ["keys per session", f"{probe.keys_per_session:.2f}"],
@@ -242,6 +335,10 @@ def render_sections(result: RunResult, plot_prefix: str) -> str:
             sessions_table(result.sessions),
             f"![throughput by stored sessions]({plot_prefix}sessions.png)",
         ]
+    if result.pools:
+        parts += ["## Redis client settings", pools_table(result.pools)]
+    if result.cluster:
+        parts += ["## Single Redis and Redis Cluster", cluster_table(result.cluster)]
     if result.memory:
         parts += ["## Redis memory per session", memory_table(result.memory)]
     if result.skipped:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.client_suites import LabeledMeasurement
 from benchmarks.measure import Measurement
 from benchmarks.memory import MemoryProbe
 from benchmarks.suites import SessionsStep
@@ -28,6 +29,8 @@ class RunResult:
     concurrency: list[Measurement] = field(default_factory=list)
     sessions: list[SessionsStep] = field(default_factory=list)
     memory: MemoryProbe | None = None
+    pools: list[LabeledMeasurement] = field(default_factory=list)
+    cluster: list[LabeledMeasurement] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -62,6 +65,8 @@ def load_result(results_dir: Path) -> RunResult:
         concurrency=[measurement_from_json(m) for m in data.get("concurrency", [])],
         sessions=sessions,
         memory=MemoryProbe(**memory) if memory else None,
+        pools=[labeled_from_json(item) for item in data.get("pools", [])],
+        cluster=[labeled_from_json(item) for item in data.get("cluster", [])],
         skipped=data.get("skipped", {}),
         notes=data.get("notes", []),
     )
@@ -73,3 +78,11 @@ def measurement_from_json(data: dict[str, Any]) -> Measurement:
         int(status): count for status, count in data["unexpected_statuses"].items()
     }
     return Measurement(**fields)
+
+
+def labeled_from_json(data: dict[str, Any]) -> LabeledMeasurement:
+    return LabeledMeasurement(
+        label=data["label"],
+        detail=data["detail"],
+        measurement=measurement_from_json(data["measurement"]),
+    )

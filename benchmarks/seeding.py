@@ -20,6 +20,7 @@ import redis
 
 from bearer_mw import SessionStore
 from benchmarks.apps import settings
+from benchmarks.redis_server import HarnessClient
 from benchmarks.variants import TokenKind, TokenScheme
 
 logger = logging.getLogger(__name__)
@@ -45,7 +46,9 @@ def user_id_for(index: int) -> str:
     return f"user-{index // SESSIONS_PER_USER:06d}"
 
 
-def seed_peer_scheme(client: redis.Redis, scheme: TokenScheme, count: int) -> list[str]:
+def seed_peer_scheme(
+    client: HarnessClient, scheme: TokenScheme, count: int
+) -> list[str]:
     """Store ``count`` tokens of a hand-written or peer scheme and return a sample."""
     prefix = PEER_PREFIXES[scheme]
     sample: list[str] = []
@@ -66,7 +69,7 @@ def seed_peer_scheme(client: redis.Redis, scheme: TokenScheme, count: int) -> li
     return sample
 
 
-def create_pipelined(client: redis.Redis, user_ids: Sequence[str]) -> list[str]:
+def create_pipelined(client: HarnessClient, user_ids: Sequence[str]) -> list[str]:
     """Create one session per user id in a single pipeline and return the tokens."""
     pipe = client.pipeline(transaction=False)
     store = SessionStore(pipe)
@@ -75,7 +78,7 @@ def create_pipelined(client: redis.Redis, user_ids: Sequence[str]) -> list[str]:
     return tokens
 
 
-def pipelined_seeding_works(client: redis.Redis) -> bool:
+def pipelined_seeding_works(client: HarnessClient) -> bool:
     """Create a few sessions through a pipeline and check that they validate.
 
     Leaves the probe sessions in Redis, so the caller empties the database after.
@@ -104,7 +107,7 @@ def pipelined_seeding_works(client: redis.Redis) -> bool:
 
 
 def seed_bearer_mw(
-    client: redis.Redis,
+    client: HarnessClient,
     count: int,
     *,
     pipelined: bool,
@@ -132,7 +135,7 @@ def seed_bearer_mw(
     return sample
 
 
-def seed_idle_bearer_mw(client: redis.Redis, count: int) -> tuple[list[str], str]:
+def seed_idle_bearer_mw(client: HarnessClient, count: int) -> tuple[list[str], str]:
     """Create ``count`` sessions in the idle state and return their tokens.
 
     The creating store's clock runs behind by the default active period plus one
@@ -155,7 +158,7 @@ def seed_idle_bearer_mw(client: redis.Redis, count: int) -> tuple[list[str], str
     return tokens, ""
 
 
-def seed_revoked_bearer_mw(client: redis.Redis, count: int) -> list[str]:
+def seed_revoked_bearer_mw(client: HarnessClient, count: int) -> list[str]:
     """Create ``count`` sessions, invalidate them, and return their tokens."""
     store = SessionStore(client)
     tokens = [

@@ -53,6 +53,7 @@ def server_environment(app: App, redis_url: str) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(python_path)
     env[settings.APP_ID_ENV] = app.app_id
     env[settings.REDIS_URL_ENV] = redis_url
+    env[settings.CLIENT_ENV] = app.client
     return env
 
 
@@ -63,10 +64,15 @@ def start_server(
     redis_url: str,
     cpu: int | None,
     wsgi_threads: int,
+    log_prefix: str = "",
 ) -> RunningServer:
-    """Start the server of ``app`` on a free loopback port; wait until it responds."""
+    """Start the server of ``app`` on a free loopback port; wait until it responds.
+
+    ``log_prefix`` keeps apart the logs of one app served against two Redis
+    deployments.
+    """
     port = free_loopback_port()
-    name = app.name.replace(":", "-")
+    name = log_prefix + app.name.replace(":", "-")
     child = supervisor.start(
         name,
         server_command(app, port, wsgi_threads),

@@ -1,8 +1,11 @@
 """Soak mode: steady load on one variant for N minutes, with RSS before and after.
 
-The load runs in chunks of at most one minute, so progress and the server's
+The load runs in chunks (one minute by default), so progress and the server's
 resident set size are logged between chunks, and the run stops by itself after
-the requested time. Servers are started by the harness on loopback only.
+the requested time. The "before" RSS is read after a warm-up run, so it
+includes the caches and buffers that the first requests fill. Servers are
+started by the harness on loopback only. ``run_soak`` is also what
+``tests/test_soak.py`` calls.
 """
 
 from __future__ import annotations
@@ -22,9 +25,6 @@ from benchmarks.report import table
 from benchmarks.runner import now_text, open_redis, supervised_run
 
 logger = logging.getLogger(__name__)
-
-CHUNK_SECONDS = 60.0
-WARMUP_SECONDS = 5.0
 
 
 @dataclass
@@ -77,7 +77,7 @@ def run_soak(options: SoakOptions) -> SoakResult:
         )
         client = target.client()
         load = LoadSettings(
-            supervisor, generator, CHUNK_SECONDS, 0.0, options.client_cpu
+            supervisor, generator, options.chunk_seconds, 0.0, options.client_cpu
         )
         ctx = BenchContext(
             supervisor,
@@ -92,14 +92,16 @@ def run_soak(options: SoakOptions) -> SoakResult:
             ctx.seed([variant], options.seed_sessions)
             server = ctx.server_for(variant.app)
             header_file = ctx.header_file(variant)
-            logger.info("warming up %s for %.0f s", variant.name, WARMUP_SECONDS)
+            logger.info(
+                "warming up %s for %.0f s", variant.name, options.warmup_seconds
+            )
             run_load(
                 supervisor,
                 generator,
                 server.url,
                 header_file,
                 connections=options.connections,
-                duration=WARMUP_SECONDS,
+                duration=options.warmup_seconds,
                 cpu=options.client_cpu,
                 name="warmup",
             )
@@ -108,7 +110,7 @@ def run_soak(options: SoakOptions) -> SoakResult:
             elapsed = 0.0
             total = options.minutes * 60
             while elapsed < total:
-                chunk_seconds = max(1.0, min(CHUNK_SECONDS, total - elapsed))
+                chunk_seconds = max(1.0, min(options.chunk_seconds, total - elapsed))
                 chunk = run_load(
                     supervisor,
                     generator,

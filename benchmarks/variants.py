@@ -10,6 +10,8 @@ import fnmatch
 from dataclasses import dataclass
 from typing import Literal
 
+from benchmarks.apps.settings import DEFAULT_CLIENT
+
 Interface = Literal["asgi", "wsgi"]
 TokenScheme = Literal["bearer_mw", "raw", "starlette", "fastapi_users", "flask"]
 TokenKind = Literal["valid", "missing", "malformed", "revoked", "idle"]
@@ -22,16 +24,28 @@ BAD_CREDENTIALS = frozenset({400, 401})
 
 @dataclass(frozen=True)
 class App:
-    """A server process: its interface, the factory's app id and its baseline."""
+    """A server process: its interface, the factory's app id and its baseline.
+
+    ``client`` names an entry of ``apps.settings.CLIENT_CHOICES``, and
+    ``unix_socket`` makes the app reach Redis over the private server's unix
+    socket. Both change the name only when they differ from the defaults.
+    """
 
     interface: Interface
     app_id: str
     baseline_app_id: str
     packages: tuple[str, ...] = ()
+    client: str = DEFAULT_CLIENT
+    unix_socket: bool = False
 
     @property
     def name(self) -> str:
-        return f"{self.interface}:{self.app_id}"
+        name = f"{self.interface}:{self.app_id}"
+        if self.client != DEFAULT_CLIENT:
+            name += f"@{self.client}"
+        if self.unix_socket:
+            name += "@unix"
+        return name
 
 
 @dataclass(frozen=True)

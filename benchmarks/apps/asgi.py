@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-import redis.asyncio
-
 from bearer_mw import AsyncBearerMiddleware, AsyncSessionStore
 from benchmarks.apps import settings
 
@@ -33,7 +31,7 @@ async def bare_app(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 def build_raw_get_app() -> ASGIApp:
-    client = redis.asyncio.Redis.from_url(settings.redis_url())
+    client = settings.build_async_client()
 
     async def raw_get_app(scope: Scope, receive: Receive, send: Send) -> None:
         token = None
@@ -62,7 +60,7 @@ async def ignore_session_app(scope: Scope, receive: Receive, send: Send) -> None
 
 
 def build_bearer_mw_app(*, lazy: bool) -> ASGIApp:
-    store = AsyncSessionStore(redis.asyncio.Redis.from_url(settings.redis_url()))
+    store = AsyncSessionStore(settings.build_async_client())
     inner = ignore_session_app if lazy else session_user_app
     # Lazy mode skips the lookup only on routes that do not require a session, so
     # the lazy variant makes the session optional.

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import redis.asyncio
 from fastapi import Depends, FastAPI
 from fastapi_users import BaseUserManager, FastAPIUsers, UUIDIDMixin
 from fastapi_users.authentication import (
@@ -68,7 +67,7 @@ def build_fastapi_app(*, with_auth: bool) -> FastAPI:
 
         return app
 
-    client = redis.asyncio.Redis.from_url(settings.redis_url(), decode_responses=True)
+    client = settings.build_async_client(decode_responses=True)
     user_database = InMemoryUserDatabase()
 
     async def get_user_db() -> AsyncIterator[InMemoryUserDatabase]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import redis
 from flask import Flask
 from flask_httpauth import HTTPTokenAuth  # type: ignore[import-untyped]
 
@@ -21,7 +20,7 @@ def build_flask_app(*, with_auth: bool) -> Flask:
 
         return app
 
-    client = redis.Redis.from_url(settings.redis_url())
+    client = settings.build_sync_client()
     auth = HTTPTokenAuth(scheme="Bearer")
 
     @auth.verify_token  # type: ignore[untyped-decorator]

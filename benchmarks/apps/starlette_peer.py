@@ -62,7 +62,7 @@ async def anonymous_me(request: Request) -> JSONResponse:
 def build_starlette_app(*, with_auth: bool) -> Starlette:
     if not with_auth:
         return Starlette(routes=[Route("/me", anonymous_me)])
-    client = redis.asyncio.Redis.from_url(settings.redis_url())
+    client = settings.build_async_client()
     backend = RedisTokenBackend(client)
     return Starlette(
         routes=[Route("/me", authenticated_me)],

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import redis
-
 from bearer_mw import BearerMiddleware, SessionStore
 from benchmarks.apps import settings
 
@@ -32,7 +30,7 @@ def bare_app(environ: Environ, start_response: StartResponse) -> list[bytes]:
 
 
 def build_raw_get_app() -> WSGIApp:
-    client = redis.Redis.from_url(settings.redis_url())
+    client = settings.build_sync_client()
 
     def raw_get_app(environ: Environ, start_response: StartResponse) -> list[bytes]:
         header = environ.get("HTTP_AUTHORIZATION")
@@ -57,7 +55,7 @@ def ignore_session_app(environ: Environ, start_response: StartResponse) -> list[
 
 
 def build_bearer_mw_app(*, lazy: bool) -> WSGIApp:
-    store = SessionStore(redis.Redis.from_url(settings.redis_url()))
+    store = SessionStore(settings.build_sync_client())
     inner = ignore_session_app if lazy else remote_user_app
     # Lazy mode skips the lookup only on routes that do not require a session, so
     # the lazy variant makes the session optional.
