@@ -83,6 +83,11 @@ def build_run_options(args: argparse.Namespace, command: str) -> Options:
     duration = profile.duration if args.duration is None else args.duration
     warmup = profile.warmup if args.warmup is None else args.warmup
     rounds = profile.rounds if args.rounds is None else args.rounds
+    if args.write_docs and (args.quick or rounds < 3):
+        raise SystemExit(
+            "error: --write-docs publishes the figures, so it needs a full run of "
+            "at least 3 rounds; drop --quick and --rounds below 3"
+        )
     levels = args.concurrency_levels or positive_int_list(profile.concurrency_levels)
     session_counts = args.session_counts or positive_int_list(profile.session_counts)
     server_cpu, client_cpu = pinning(args.no_pin)

@@ -31,7 +31,7 @@ def run(options: Options) -> int:
         len(plots),
     )
     if options.write_docs:
-        logger.info("rewrote %s", write_docs_page(result))
+        logger.info("rewrote %s", write_docs_page(result, options.results_dir))
     print(page.read_text())
     return 0
 
@@ -42,7 +42,7 @@ def rewrite_docs(results_dir: Path) -> int:
     except FileNotFoundError:
         logger.error("no saved run in %s; run python -m benchmarks first", results_dir)
         return 1
-    logger.info("rewrote %s", write_docs_page(result))
+    logger.info("rewrote %s", write_docs_page(result, results_dir))
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from benchmarks.report import render_sections
@@ -9,7 +10,6 @@ from benchmarks.results import RunResult
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DOCS_PAGE = PROJECT_ROOT / "docs" / "benchmarks.md"
-PLOT_PREFIX = "../benchmarks/results/"
 
 METHOD = """\
 The harness in `benchmarks/` starts a private `redis-server` on loopback and serves
@@ -104,7 +104,11 @@ python -m benchmarks --quick --write-docs
 """
 
 
-def render_docs_page(result: RunResult) -> str:
+def render_docs_page(result: RunResult, results_dir: Path) -> str:
+    """Render the page, linking the plots that the run saved in ``results_dir``."""
+    plot_prefix = Path(
+        os.path.relpath(results_dir.resolve(), DOCS_PAGE.parent)
+    ).as_posix()
     sections = [
         "# Benchmarks",
         "## Method",
@@ -114,13 +118,15 @@ def render_docs_page(result: RunResult) -> str:
         "## Latest run",
         f"Command: `{result.command}`",
         f"Run from {result.started_at} to {result.finished_at}.",
-        render_sections(result, PLOT_PREFIX),
+        render_sections(result, plot_prefix + "/"),
     ]
     return "\n\n".join(section.strip("\n") for section in sections) + "\n"
 
 
-def write_docs_page(result: RunResult, path: Path = DOCS_PAGE) -> Path:
+def write_docs_page(
+    result: RunResult, results_dir: Path, path: Path = DOCS_PAGE
+) -> Path:
     """Replace the benchmarks page with the method, command and figures of a run."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_docs_page(result))
+    path.write_text(render_docs_page(result, results_dir))
     return path

@@ -18,7 +18,9 @@ from benchmarks import seeding
 from benchmarks.redis_server import HarnessClient
 from benchmarks.variants import TokenScheme
 
-PROBE_USER_ID = "memory-probe-user"
+# The same length as the seeded user ids, so the probe's session key is the
+# same size as the peers' keys it is compared with.
+PROBE_USER_ID = seeding.user_id_for(0)
 SESSIONS_FOR_PROBE_USER = 10
 PEER_SAMPLE_SIZE = 100
 

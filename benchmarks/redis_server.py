@@ -219,7 +219,12 @@ def redis_cpu_seconds(client: HarnessClient) -> float:
 
 
 def used_memory_bytes(client: HarnessClient) -> int:
-    return sum(int(node.info("memory")["used_memory"]) for node in node_clients(client))
+    """Sum ``used_memory`` less client buffers, which shrink and grow with load."""
+    total = 0
+    for node in node_clients(client):
+        memory = node.info("memory")
+        total += int(memory["used_memory"]) - int(memory.get("mem_clients_normal", 0))
+    return total
 
 
 def command_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
