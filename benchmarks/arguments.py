@@ -25,9 +25,10 @@ QUICK_SESSIONS = "1000,20000"
 
 EPILOG = """\
 Load goes only to servers that the harness starts on 127.0.0.1, unless --url names
-a running app. --url, --login-url and --redis-url must be loopback addresses unless
---allow-remote-host is given, which is meant for hosts that you operate. A database
-given with --redis-url must be empty, and it is emptied again after the run.
+a running app. --url, --login-url, --redis-url and --cluster-url must be loopback
+addresses unless --allow-remote-host is given, which is meant for hosts that you
+operate. The harness checks them before it sends anything. A database given with
+--redis-url must be empty, and it is emptied again after the run.
 """
 
 
@@ -77,7 +78,8 @@ def add_placement_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--keep-logs",
         action="store_true",
-        help="keep server logs and token files after a successful run",
+        help="keep the server logs after a successful or interrupted run; token "
+        "files are always deleted",
     )
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="log debug messages"
@@ -201,8 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--allow-remote-host",
         action="store_true",
-        help="allow --url, --login-url and --redis-url to name hosts other than "
-        "loopback",
+        help="allow --url, --login-url, --redis-url and --cluster-url to name "
+        "hosts other than loopback",
     )
     add_placement_options(run)
 

@@ -23,6 +23,7 @@ from benchmarks.arguments import (
     positive_int_list,
 )
 from benchmarks.options import SUITES, Options, SoakOptions
+from benchmarks.redis_server import require_allowed_host
 from benchmarks.variants import ALL_VARIANTS, VARIANTS_BY_NAME, select_variants
 
 logger = logging.getLogger("benchmarks")
@@ -96,7 +97,7 @@ def build_run_options(args: argparse.Namespace, command: str) -> Options:
     check_range("--warmup", warmup, 0, limits.MAX_DURATION_SECONDS)
     check_range("--rounds", rounds, 1, limits.MAX_ROUNDS)
     check_range("--seed-sessions", args.seed_sessions, 1, limits.MAX_STORED_SESSIONS)
-    check_range("--wsgi-threads", args.wsgi_threads, 1, 256)
+    check_range("--wsgi-threads", args.wsgi_threads, 1, limits.MAX_WSGI_THREADS)
     for connections in [args.connections, *levels]:
         check_range("connections", connections, 1, limits.MAX_CONNECTIONS)
     for count in session_counts:
@@ -104,6 +105,8 @@ def build_run_options(args: argparse.Namespace, command: str) -> Options:
     check_range("--pool-connections", args.pool_connections, 1, limits.MAX_CONNECTIONS)
     suites = parse_suites(args.suites)
     check_topology_options(args, suites)
+    check_hosts(args)
+    check_server_pid(args)
 
     return Options(
         command=command,
@@ -157,9 +160,53 @@ def check_topology_options(args: argparse.Namespace, suites: tuple[str, ...]) ->
             )
 
 
+def check_hosts(args: argparse.Namespace) -> None:
+    """Reject a non-loopback --url, --login-url, --redis-url or --cluster-url
+    unless --allow-remote-host is given.
+
+    All are checked before the run sends anything, so a loopback login cannot
+    go ahead when the Redis URL is remote.
+    """
+    urls = {
+        "--url": args.url,
+        "--login-url": args.login_url,
+        "--redis-url": args.redis_url,
+        "--cluster-url": args.cluster_url,
+    }
+    for option, url in urls.items():
+        if url is None:
+            continue
+        try:
+            require_allowed_host(url, allow_remote=args.allow_remote_host, what=option)
+        except ValueError as exc:
+            raise SystemExit(f"error: {exc}") from None
+
+
+def check_server_pid(args: argparse.Namespace) -> None:
+    if args.server_pid is None:
+        return
+    if not args.url:
+        raise SystemExit("error: --server-pid needs --url")
+    try:
+        os.getpgid(args.server_pid)
+    except ProcessLookupError:
+        raise SystemExit(
+            f"error: --server-pid {args.server_pid} names no running process"
+        ) from None
+
+
 def build_soak_options(args: argparse.Namespace, command: str) -> SoakOptions:
+    """Check every range and the Redis host, and return the soak options."""
     check_range("--minutes", args.minutes, 0.05, limits.MAX_SOAK_MINUTES)
     check_range("--connections", args.connections, 1, limits.MAX_CONNECTIONS)
+    check_range("--seed-sessions", args.seed_sessions, 1, limits.MAX_STORED_SESSIONS)
+    check_range("--wsgi-threads", args.wsgi_threads, 1, limits.MAX_WSGI_THREADS)
+    if args.redis_url is not None:
+        # Soak has no --allow-remote-host, so its Redis is always loopback.
+        try:
+            require_allowed_host(args.redis_url, allow_remote=False, what="--redis-url")
+        except ValueError as exc:
+            raise SystemExit(f"error: {exc}") from None
     server_cpu, client_cpu = pinning(args.no_pin)
     return SoakOptions(
         command=command,
@@ -178,11 +225,15 @@ def build_soak_options(args: argparse.Namespace, command: str) -> SoakOptions:
 
 
 def configure_logging(verbose: bool) -> None:
+    """Log INFO and above to stderr, and DEBUG from the harness with ``verbose``.
+
+    Only the ``benchmarks`` logger goes to DEBUG, because matplotlib and other
+    libraries log many lines at that level.
+    """
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO, handlers=[handler]
-    )
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 def redact(arguments: list[str]) -> list[str]:
@@ -216,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return dispatch(args, command)
     except KeyboardInterrupt:
-        logger.error("interrupted; every process the harness started was stopped")
+        # The cleanup of each run logs whether every child process was stopped.
+        logger.error("interrupted")
         return 130
     except (ValueError, RuntimeError, OSError, redis.RedisError) as exc:
         # Setup errors carry a message that names the value and the fix, so the

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from benchmarks.docs_page import write_docs_page
 from benchmarks.external import run_external
+from benchmarks.measure import Measurement
 from benchmarks.options import Options, SoakOptions
 from benchmarks.plots import write_plots
 from benchmarks.report import render_results_page
-from benchmarks.results import load_result, save_result
+from benchmarks.results import RunResult, load_result, save_result
 from benchmarks.runner import run_local
 from benchmarks.soak import render_soak, run_soak, save_soak
 
@@ -33,7 +35,47 @@ def run(options: Options) -> int:
     if options.write_docs:
         logger.info("rewrote %s", write_docs_page(result, options.results_dir))
     print(page.read_text())
+
+    failed = failed_measurements(result)
+    for name, measurement in failed:
+        logger.warning(
+            "%s at %d connections: %d unexpected statuses %s and %d socket errors",
+            name,
+            measurement.connections,
+            measurement.unexpected_count,
+            measurement.unexpected_statuses,
+            measurement.socket_errors,
+        )
+    if failed:
+        logger.error(
+            "%d measurements had unexpected statuses or socket errors, so their "
+            "figures do not describe working requests; rerun with --keep-logs to "
+            "keep the server logs",
+            len(failed),
+        )
+        return 1
     return 0
+
+
+def failed_measurements(result: RunResult) -> list[tuple[str, Measurement]]:
+    """Return the name and figures of each measurement with unexpected statuses or
+    socket errors.
+
+    Statuses that a variant expects, such as 401 for a revoked token, are not
+    unexpected, so those variants fail only on other statuses.
+    """
+    named: list[tuple[str, Measurement]] = [
+        (m.variant, m) for m in [*result.comparison, *result.concurrency]
+    ]
+    for step in result.sessions:
+        named += [
+            (f"{m.variant} with {step.stored_sessions:,} sessions", m)
+            for m in step.measurements
+        ]
+    for labeled in [*result.pools, *result.cluster]:
+        measurement = labeled.measurement
+        named.append((f"{measurement.variant} ({labeled.label})", measurement))
+    return [(name, m) for name, m in named if m.unexpected_count or m.socket_errors]
 
 
 def rewrite_docs(results_dir: Path) -> int:
@@ -47,6 +89,18 @@ def rewrite_docs(results_dir: Path) -> int:
 
 
 def soak(options: SoakOptions) -> int:
+    """Run the soak, write soak.json and soak.md, and return 1 on any failed request."""
+    load_seconds = options.warmup_seconds + options.minutes * 60
+    expected_end = datetime.now() + timedelta(seconds=load_seconds)
+    logger.info(
+        "soak of %s at %d connections for %g minutes; expected to end at about "
+        "%s plus the seeding time, with progress every %.0f s",
+        options.variant.name,
+        options.connections,
+        options.minutes,
+        expected_end.strftime("%H:%M:%S"),
+        options.chunk_seconds,
+    )
     result = run_soak(options)
     logger.info("wrote %s", save_soak(result, options.results_dir))
     print(render_soak(result))

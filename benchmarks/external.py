@@ -11,7 +11,8 @@ import json
 import logging
 import os
 import urllib.request
-from typing import Any
+from http.client import HTTPMessage
+from typing import IO, Any, NoReturn
 
 from benchmarks import redis_server
 from benchmarks.loadgen import choose_generator
@@ -30,11 +31,44 @@ LOGIN_TIMEOUT_SECONDS = 10
 VARIANT_NAME = "external"
 
 
+class RejectRedirects(urllib.request.HTTPRedirectHandler):
+    """Raise on every redirect, so the login body and the token reach only
+    ``--login-url``, whose host was checked."""
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: HTTPMessage,
+        newurl: str,
+    ) -> NoReturn:
+        fp.close()
+        raise RuntimeError(
+            f"--login-url {req.full_url!r} responded with a {code} redirect to "
+            f"{newurl!r}; the harness follows no redirects, so give the final URL "
+            "as --login-url"
+        )
+
+
+def build_login_opener() -> urllib.request.OpenerDirector:
+    """Build an opener that follows no redirects and ignores proxy variables.
+
+    A proxy from ``http_proxy`` or ``https_proxy`` would receive the login body
+    and the token, and it is not checked against the loopback rule.
+    """
+    return urllib.request.build_opener(
+        urllib.request.ProxyHandler({}), RejectRedirects()
+    )
+
+
 def fetch_token(options: Options) -> str:
     """POST ``--login-body`` to ``--login-url`` and return the token in the response.
 
     A body that starts with "{" is sent as JSON, any other body as a form.
-    Raises RuntimeError if the JSON response has no such field.
+    Raises RuntimeError if the JSON response has no such field or the server
+    responds with a redirect.
     """
     assert options.login_url is not None
     require_allowed_host(
@@ -51,7 +85,8 @@ def fetch_token(options: Options) -> str:
         method="POST",
         headers={"Content-Type": content_type},
     )
-    with urllib.request.urlopen(request, timeout=LOGIN_TIMEOUT_SECONDS) as response:
+    opener = build_login_opener()
+    with opener.open(request, timeout=LOGIN_TIMEOUT_SECONDS) as response:
         body_json: Any = json.loads(response.read())
     token = None
     if isinstance(body_json, dict):

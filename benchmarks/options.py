@@ -19,6 +19,7 @@ MAX_CONNECTIONS = 4096
 MAX_STORED_SESSIONS = 10_000_000
 MAX_ROUNDS = 20
 MAX_SOAK_MINUTES = 1440.0
+MAX_WSGI_THREADS = 256
 # Concurrent connections of the pools suite, which compares client settings.
 POOLS_CONNECTIONS = 256
 

@@ -21,7 +21,11 @@ from benchmarks.machine import machine_info
 from benchmarks.measure import LoadSettings
 from benchmarks.memory import probe_session_memory
 from benchmarks.options import Options
-from benchmarks.processes import Supervisor, termination_as_interrupt
+from benchmarks.processes import (
+    Supervisor,
+    termination_as_interrupt,
+    termination_signals_ignored,
+)
 from benchmarks.redis_cluster import start_redis_cluster
 from benchmarks.redis_server import RedisTarget
 from benchmarks.results import RunResult
@@ -37,24 +41,47 @@ def now_text() -> str:
 def supervised_run(keep_logs: bool) -> Iterator[Supervisor]:
     """Yield a supervisor whose children are all stopped when the block exits.
 
-    The temporary directory with logs, token files and Redis data is removed after
-    a successful run unless ``keep_logs`` is set, and kept after a failure.
+    The ``headers-*.txt`` token files are always deleted, because in ``--url``
+    mode they contain a live token. The rest of the temporary directory (logs and
+    Redis data) is removed after a successful or interrupted run unless
+    ``keep_logs`` is set, and kept after a failure if it contains any file.
     """
     run_dir = Path(tempfile.mkdtemp(prefix="bearer_mw-bench-"))
     supervisor = Supervisor(run_dir)
-    succeeded = False
-    try:
-        with termination_as_interrupt():
-            try:
-                yield supervisor
-                succeeded = True
-            finally:
-                supervisor.stop_all()
-    finally:
-        if succeeded and not keep_logs:
-            shutil.rmtree(run_dir, ignore_errors=True)
-        else:
-            logger.info("logs and token files are in %s", run_dir)
+    outcome = "failed"
+    with termination_as_interrupt():
+        try:
+            yield supervisor
+            outcome = "succeeded"
+        except KeyboardInterrupt:
+            outcome = "interrupted"
+            raise
+        finally:
+            # A signal that arrives during the cleanup is ignored, so the cleanup
+            # always runs to its end.
+            with termination_signals_ignored():
+                clean_up_run(supervisor, outcome, keep_logs)
+
+
+def clean_up_run(supervisor: Supervisor, outcome: str, keep_logs: bool) -> None:
+    """Stop the children, delete the token files, and remove or keep the logs."""
+    if outcome == "interrupted":
+        logger.info("stopping %d processes", len(supervisor.children))
+    running = supervisor.stop_all()
+    if running:
+        listed = ", ".join(f"{child.name} (pid {child.pid})" for child in running)
+        logger.error("failed to stop %s, so kill them by pid", listed)
+    elif outcome != "succeeded":
+        logger.info("stopped every process that the harness started")
+
+    run_dir = supervisor.log_dir
+    for header_file in run_dir.glob("headers-*.txt"):
+        header_file.unlink(missing_ok=True)
+    keep = keep_logs or (outcome == "failed" and any(run_dir.iterdir()))
+    if keep:
+        logger.info("logs are in %s", run_dir)
+    else:
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def open_redis(
