@@ -54,10 +54,12 @@ class AsyncSessionStore(BaseStore):
 
     async def find_session(self, token: str) -> Session | None:
         """Return the active or idle session of ``token``, or None."""
-        result: Session | None = await self._run(
-            "find_session", self._operations.find(token)
-        )
-        return result
+        lookup = self._operations.lookup(token)
+        if lookup is None:
+            return None
+        keys, command = lookup
+        reply = await self._execute("find_session", command)
+        return self._operations.found(keys, reply)
 
     async def get_session(self, token: str) -> Session:
         """Return the active or idle session of ``token``, or raise."""

@@ -8,8 +8,7 @@ I/O, so the sync and async stores are thin drivers that only execute calls.
 from __future__ import annotations
 
 from collections.abc import Generator, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import ConfigurationError, StoreUnavailableError
 from .records import (
@@ -42,15 +41,16 @@ MAX_INDEX_ATTEMPTS = 8
 MAX_SUCCESSOR_CHAIN = 16
 
 
-@dataclass(frozen=True, slots=True)
-class Command:
-    """One Redis command; ``args`` go to ``execute_command`` as they are."""
+class Command(NamedTuple):
+    """One Redis command; ``args`` go to ``execute_command`` as they are.
+
+    Named tuples rather than dataclasses, because one is built per request.
+    """
 
     args: tuple[Any, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class ScriptCall:
+class ScriptCall(NamedTuple):
     """One run of a Lua script over ``keys`` with ``args``."""
 
     script: Script
@@ -109,10 +109,26 @@ class Operations:
 
     def find(self, token: str) -> Generator[Call, Any, Session | None]:
         """Read the active or idle session of ``token``; None when there is none."""
+        lookup = self.lookup(token)
+        if lookup is None:
+            return None
+        keys, command = lookup
+        reply = yield command
+        return self.found(keys, reply)
+
+    def lookup(self, token: str) -> tuple[SessionKeys, Command] | None:
+        """Prepare the one GET that :meth:`find` sends; None when ``token`` is not ours.
+
+        The stores run this and :meth:`found` directly on the per-request path,
+        without the generator that multi-step operations need.
+        """
         keys = self.keys_for(token)
         if keys is None:
             return None
-        reply = yield Command(("GET", keys.session))
+        return keys, Command(("GET", keys.session))
+
+    def found(self, keys: SessionKeys, reply: bytes | str | None) -> Session | None:
+        """Decode the reply to :meth:`lookup`'s command."""
         return decode_record(reply, keys, self.clock())
 
     def renew(self, token: str) -> Generator[Call, Any, tuple[str, Session] | None]:

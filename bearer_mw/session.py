@@ -159,7 +159,9 @@ def scopes_of(attributes: Mapping[str, Any]) -> tuple[str, ...]:
     if isinstance(granted, str):
         return tuple(granted.split())
     if isinstance(granted, list | tuple):
-        return tuple(item for item in granted if isinstance(item, str))
+        # A list comprehension, because a generator costs a microsecond more
+        # and this runs once per authenticated request.
+        return tuple([item for item in granted if isinstance(item, str)])
     return ()
 
 

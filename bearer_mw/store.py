@@ -59,8 +59,11 @@ class SessionStore(BaseStore):
 
     def find_session(self, token: str) -> Session | None:
         """Return the active or idle session of ``token``, or None."""
-        result: Session | None = self._run("find_session", self._operations.find(token))
-        return result
+        lookup = self._operations.lookup(token)
+        if lookup is None:
+            return None
+        keys, command = lookup
+        return self._operations.found(keys, self._execute("find_session", command))
 
     def get_session(self, token: str) -> Session:
         """Return the active or idle session of ``token``.

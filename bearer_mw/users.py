@@ -7,18 +7,24 @@ and ``scopes``) without importing Starlette.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .session import Session
 
 __all__ = ["AnonymousUser", "BearerCredentials", "BearerUser"]
 
 
-@dataclass(frozen=True, slots=True)
 class BearerUser:
-    """The user behind an active session."""
+    """The user behind an active session.
 
-    session: Session = field(repr=False)
+    A plain slotted class rather than a dataclass, because the middleware
+    builds one per authenticated request.
+    """
+
+    __slots__ = ("session",)
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
 
     @property
     def is_authenticated(self) -> bool:
@@ -64,12 +70,17 @@ class AnonymousUser:
         return ""
 
 
-@dataclass(frozen=True, slots=True)
 class BearerCredentials:
     """Scopes granted to the request, and its session if it has one."""
 
-    scopes: list[str]
-    session: Session | None = field(default=None, repr=False)
+    __slots__ = ("scopes", "session")
+
+    def __init__(self, scopes: list[str], session: Session | None = None) -> None:
+        self.scopes = scopes
+        self.session = session
+
+    def __repr__(self) -> str:
+        return f"BearerCredentials(scopes={self.scopes!r})"
 
 
 ANONYMOUS = AnonymousUser()
@@ -86,5 +97,6 @@ def authenticated(session: Session) -> tuple[BearerUser, BearerCredentials]:
     The scopes list starts with ``authenticated``, the name Starlette's
     ``@requires("authenticated")`` checks, followed by the session's grants.
     """
-    scopes = ["authenticated", *session.scopes]
-    return BearerUser(session), BearerCredentials(scopes, session)
+    return BearerUser(session), BearerCredentials(
+        ["authenticated", *session.scopes], session
+    )
