@@ -16,6 +16,7 @@ from ._base_store import (
     NoScriptError,
     RedisConnectionError,
     script_commands,
+    worth_retrying,
 )
 from .errors import InvalidSessionError
 from .operations import Call, Command, Operation, ScriptCall
@@ -116,7 +117,9 @@ class AsyncSessionStore(BaseStore):
         try:
             try:
                 reply = await self._send(call)
-            except RedisConnectionError:
+            except RedisConnectionError as error:
+                if not worth_retrying(error):
+                    raise
                 # As in the sync store: one more attempt on a fresh connection.
                 reply = await self._send(call)
         except STORE_ERRORS as error:
