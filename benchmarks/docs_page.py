@@ -96,11 +96,16 @@ harness from the project root:
 
 ```
 pip install -e '.[bench]'
-python -m benchmarks --quick --write-docs
+python -m benchmarks --quick
+python -m benchmarks --suites comparison,concurrency,sessions,memory,pools,cluster \
+    --concurrency-levels 1,2,4,8,16,32,64,128,256 \
+    --sessions 1000,100000,1000000 --write-docs
 ```
 
-`python -m benchmarks --help` lists the options. Results go to
-`benchmarks/results/`, and `--write-docs` rewrites this page.
+The first command is a shorter check with one round. The second is the run
+shown below (about 40 minutes on two cores) and rewrites this page;
+`--write-docs` takes only runs of three rounds or more. `python -m benchmarks
+--help` lists the options, and results go to `benchmarks/results/`.
 """
 
 
