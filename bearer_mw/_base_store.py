@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import math
-import queue
 from datetime import timedelta
 from typing import Any
 
 from redis.exceptions import (
     AskError,
-    MaxConnectionsError,
     MovedError,
     NoScriptError,
     RedisClusterException,
@@ -38,27 +36,12 @@ __all__ = [
     "RedisError",
     "ReplicaAcknowledgementError",
     "script_commands",
-    "worth_retrying",
 ]
 
 DEFAULT_ACTIVE_PERIOD = timedelta(days=1)
 DEFAULT_IDLE_PERIOD = timedelta(days=14)
 DEFAULT_RENEWAL_GRACE = timedelta(seconds=30)
 DEFAULT_WAIT_TIMEOUT = timedelta(seconds=1)
-
-
-def worth_retrying(error: RedisConnectionError) -> bool:
-    """Tell whether a ConnectionError came from a broken connection.
-
-    A pool with no free connection raises ConnectionError too: redis-py's
-    plain pools raise MaxConnectionsError, and its blocking pools raise it
-    once their wait has timed out. Another attempt would only queue again
-    and double the wait before the 503, so those are not retried.
-    """
-    if isinstance(error, MaxConnectionsError):
-        return False
-    return not isinstance(error.__context__, TimeoutError | queue.Empty)
-
 
 #: Errors a store turns into StoreUnavailableError. redis-py's cluster client
 #: raises RedisClusterException, which is not a RedisError, when it finds no

@@ -16,7 +16,6 @@ from ._base_store import (
     NoScriptError,
     RedisConnectionError,
     script_commands,
-    worth_retrying,
 )
 from .errors import InvalidSessionError
 from .operations import Call, Command, Operation, ScriptCall
@@ -117,9 +116,7 @@ class AsyncSessionStore(BaseStore):
         try:
             try:
                 reply = await self._send(call)
-            except RedisConnectionError as error:
-                if not worth_retrying(error):
-                    raise
+            except RedisConnectionError:
                 # As in the sync store: one more attempt on a fresh connection.
                 reply = await self._send(call)
         except STORE_ERRORS as error:

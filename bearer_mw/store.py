@@ -15,7 +15,6 @@ from ._base_store import (
     NoScriptError,
     RedisConnectionError,
     script_commands,
-    worth_retrying,
 )
 from .errors import InvalidSessionError
 from .operations import Call, Command, Operation, ScriptCall
@@ -130,9 +129,7 @@ class SessionStore(BaseStore):
         try:
             try:
                 reply = self._send(call)
-            except RedisConnectionError as error:
-                if not worth_retrying(error):
-                    raise
+            except RedisConnectionError:
                 # The pool dropped the broken connection, so this attempt runs
                 # on a fresh one. Every call is safe to repeat: a repeated
                 # renewal finds the renewed record and returns the same
