@@ -134,6 +134,10 @@ class SessionStore(BaseStore):
                 # on a fresh one. Every call is safe to repeat: a repeated
                 # renewal finds the renewed record and returns the same
                 # successor, except with renewal_grace set to zero.
+                # NOTE: redis-py also raises ConnectionError when a blocking
+                # pool's wait for a free connection times out, so that wait is
+                # repeated too, and the longest wait before a 503 is two pool
+                # timeouts.
                 reply = self._send(call)
         except STORE_ERRORS as error:
             raise self._unavailable(operation, error) from error
