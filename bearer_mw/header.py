@@ -8,7 +8,7 @@ The grammar is RFC 7235 ``credentials`` with the RFC 6750 ``b64token``::
 The scheme is matched case-insensitively and the token is returned exactly as
 sent. Spaces and tabs around the whole field value are ignored, because they
 are not part of a field value (RFC 9110, section 5.5). Everything else that
-deviates from the grammar is malformed, so the middleware can answer 400
+deviates from the grammar is malformed, so the middleware can respond with 400
 instead of guessing which credential the client meant.
 """
 
@@ -41,7 +41,7 @@ _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 class CredentialsStatus(enum.Enum):
-    """What an ``Authorization`` header value holds, as far as Bearer goes."""
+    """Classification of an ``Authorization`` header value, as far as Bearer goes."""
 
     ABSENT = "absent"
     """No header, or only whitespace: the request carries no credentials."""

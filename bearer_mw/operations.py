@@ -37,7 +37,7 @@ __all__ = ["Command", "Operation", "Operations", "ScriptCall"]
 #: How often "log out everywhere" re-reads a user's index that keeps changing
 #: under it before it gives up.
 MAX_INDEX_ATTEMPTS = 8
-#: Longest chain of renewed records that invalidation follows.
+#: Maximum length of the chain of renewed records that invalidation follows.
 MAX_SUCCESSOR_CHAIN = 16
 
 

@@ -23,7 +23,7 @@ _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 
 @dataclass(frozen=True, slots=True)
 class Requirement:
-    """What a request must bring: a session, and the scopes that session needs.
+    """Conditions a request must meet: a session, and the scopes it must grant.
 
     A public requirement skips authentication entirely: no header parsing and
     no Redis call.
@@ -78,7 +78,7 @@ class Rule:
             listed = [self.methods] if isinstance(self.methods, str) else self.methods
             upper = {method.upper() for method in listed}
             if "GET" in upper:
-                # Servers and frameworks answer HEAD with the GET handler.
+                # Servers and frameworks serve HEAD with the GET handler.
                 upper.add("HEAD")
             methods = frozenset(upper)
         object.__setattr__(self, "requirement", requirement)
