@@ -66,11 +66,11 @@ class ReplicaAcknowledgementError(RedisError):
 class BaseStore:
     """Settings and error handling common to both stores.
 
-    ``active_period`` and ``idle_period`` take a timedelta or whole seconds;
-    the idle period counts from the active expiry. ``renewal_grace`` is how
-    long a renewed token keeps returning the same successor to a repeated
-    renewal, so a lost response does not log the client out; zero turns this
-    off. ``clock`` returns epoch milliseconds and exists for tests.
+    ``active_period`` and ``idle_period`` take a timedelta or whole seconds,
+    and the idle period counts from the active expiry. ``renewal_grace`` is
+    how long a repeated renewal of a renewed token returns the same successor,
+    so a lost response does not log the client out. Zero turns this off.
+    ``clock`` returns epoch milliseconds and exists for tests.
 
     ``wait_replicas`` above zero makes every write (create, renew, invalidate,
     invalidate all of a user) wait, with Redis ``WAIT``, until that many
@@ -181,7 +181,7 @@ def _wait_timeout_ms(wait_timeout: timedelta | float) -> int:
     if not math.isfinite(seconds):
         raise ConfigurationError(f"wait_timeout must be finite, got {wait_timeout!r}")
     milliseconds = round(seconds * 1000)
-    # WAIT with a timeout of 0 blocks until enough replicas answer, however
+    # WAIT with a timeout of 0 blocks until enough replicas acknowledge, however
     # long that takes, so a store never sends it.
     if milliseconds < 1:
         raise ConfigurationError(

@@ -51,7 +51,7 @@ class AsyncBearerMiddleware:
     receives a new scope with ``bearer_mw.auth`` (an
     :class:`~bearer_mw.request_auth.AsyncRequestAuth`), plus ``user`` and
     ``auth`` in the shape Starlette reads. For an active session, ``user`` is a
-    :class:`~bearer_mw.users.BearerUser` and ``bearer_mw.session`` holds the
+    :class:`~bearer_mw.users.BearerUser` and ``bearer_mw.session`` contains the
     session. When the request is anonymous and an outer middleware already
     set ``user``, that value is kept. Routes that a public rule covers get an
     anonymous ``user`` and ``auth`` too, so ``request.user`` works there.
@@ -188,7 +188,7 @@ class AsyncBearerMiddleware:
         """Read the request's credentials and the scope entries that hide them.
 
         Header names are compared case-insensitively, because the ASGI
-        specification only asks servers to lowercase them.
+        specification only recommends that servers lowercase them.
         """
         # The length test skips lower() for nearly every other header.
         values = [

@@ -39,7 +39,7 @@ class Denial:
     """Why a request is rejected before it reaches the application.
 
     ``error`` is an RFC 6750 error code, or None when the request carried no
-    credentials, which RFC 6750 answers with a bare challenge.
+    credentials, and RFC 6750 responds to that with a bare challenge.
     """
 
     status: int
@@ -95,8 +95,8 @@ def build_error_response(
 
     400, 401 and 403 carry the challenge; 503 carries ``Retry-After`` in
     seconds instead. Every error response is marked ``Cache-Control: no-store``.
-    Results are cached, because a flood of bad tokens repeats a few denials;
-    callers copy ``headers`` before handing it to a server that may change it.
+    Results are cached, because a flood of bad tokens repeats a few denials.
+    Callers copy ``headers`` before handing it to a server that may change it.
     """
     document: dict[str, str | list[str]] = {}
     if denial.error is not None:

@@ -71,7 +71,7 @@ def _build_standalone(url: str, settings: ClientSettings, use_asyncio: bool) -> 
         arguments = settings.pool_arguments(Retry(NoBackoff(), 0))
         pool = redis.BlockingConnectionPool.from_url(url, **arguments)
     except ValueError as error:
-        # redis-py's messages quote the part it could not read, which holds a
+        # redis-py's messages quote the part it could not read, which contains a
         # piece of the password when the password has an unencoded '/' or '@'.
         raise ConfigurationError(
             "invalid Redis URL; check the host and port, and percent-encode "

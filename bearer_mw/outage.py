@@ -20,7 +20,7 @@ class OutageLog:
     """Count store failures so an outage is logged once, not once per call.
 
     Outages are tracked per store operation, because a partial failure (an
-    out-of-memory server that still answers reads, a missing replica that
+    out-of-memory server that still serves reads, a missing replica that
     only fails durable writes) would otherwise start and end an outage on
     every request. The first failure of an operation logs a WARNING with the
     operation and the error. Later failures are only counted, until a call of

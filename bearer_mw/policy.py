@@ -11,7 +11,7 @@ make public:
 - an unknown, dead or idle session: 401 ``invalid_token``, for the same reason;
 - an active session without a required scope: 403 ``insufficient_scope``;
 - Redis unavailable: 503 with ``Retry-After``, or anonymous on routes that do
-  not require a session when the middleware is told to degrade that way.
+  not require a session when the middleware is configured to degrade that way.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def _isoformat(moment: datetime) -> str:
 
 
 def renewal_body(token: str, session: Session, now: int) -> bytes:
-    """Encode the JSON answer of the renew endpoint.
+    """Encode the JSON response of the renew endpoint.
 
     The field names follow an OAuth 2.0 token response (RFC 6749, section
     5.1), with both expiries added.
@@ -109,7 +109,7 @@ def renewal_body(token: str, session: Session, now: int) -> bytes:
     return json.dumps(document, separators=(",", ":")).encode("ascii")
 
 
-#: Headers of a renewal answer. Like an OAuth 2.0 token response (RFC 6749,
+#: Headers of a renewal response. Like an OAuth 2.0 token response (RFC 6749,
 #: section 5.1), it carries a token, so no cache may keep it.
 RENEWAL_HEADERS = [
     ("Content-Type", "application/json"),

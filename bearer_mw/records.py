@@ -45,7 +45,7 @@ LIVE = "1"
 RENEWED = "2"
 
 # The pattern admits only base-36 digits where the times are, so int(_, 36)
-# never sees the signs, spaces or underscores it would otherwise accept.
+# never receives the signs, spaces or underscores it would otherwise accept.
 _LIVE_RECORD = re.compile(
     r"1\|([^|]*)\|([0-9a-z]{1,13})\|([0-9a-z]{1,13})\|([0-9a-z]{1,13})\|(.*)",
     re.DOTALL,
@@ -194,7 +194,7 @@ def decode_record(
 
 @dataclass(frozen=True, slots=True)
 class RenewedRecord:
-    """What remains of a renewed token during the renewal grace window."""
+    """Record of a renewed token, kept during the renewal grace window."""
 
     grace_until: int
     successor_digest: str

@@ -119,7 +119,7 @@ return 1
 #: ARGV[3..n+2] those digests, ARGV[n+3..n+k+2] the digests of KEYS[2..k+1].
 #: The index is shared by every user whose tag is the same, so the caller
 #: names only the sessions whose records carry its user id. The script deletes
-#: them only if the index still holds exactly the n digests the caller read,
+#: them only if the index still contains exactly the n digests the caller read,
 #: and returns the number of session keys deleted, or -1 when the index
 #: changed since the caller read it.
 INVALIDATE_USER = Script(

@@ -163,7 +163,7 @@ class SessionStore(BaseStore):
     def _send_and_wait(self, call: ScriptCall) -> Any:
         # Every script call writes. WAIT counts the replicas that acknowledged
         # the writes made on its own connection, so the script and WAIT go out
-        # in one pipeline, which holds a single connection to one server.
+        # in one pipeline, which uses a single connection to one server.
         client = self.client
         if not isinstance(client, redis.cluster.RedisCluster):
             return self._pipeline_and_wait(client, call)

@@ -8,7 +8,7 @@ A token is ``<user tag>.<secret>``:
   multi-key step can run as one atomic script;
 - the secret is 32 bytes from :mod:`secrets` (256 bits), base64url encoded.
 
-Redis never sees a token. A session key ends with 22 base64url characters
+Redis never receives a token. A session key ends with 22 base64url characters
 (132 bits) of SHA-256 over the whole token. The lengths are as short as their
 jobs allow, because every byte is stored once per session in the key and once
 in the user's index.
@@ -100,7 +100,7 @@ def seal_successor(old_token: str, successor: str) -> str:
     """Encrypt ``successor`` under a key that only ``old_token`` can derive.
 
     Redis stores the result for the renewal grace window; without the old
-    token, which Redis never sees, it cannot be turned back into a token.
+    token, which Redis never receives, it cannot be turned back into a token.
     """
     plain = successor.encode("ascii")
     stream = _successor_keystream(old_token, len(plain))

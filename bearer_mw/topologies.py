@@ -137,7 +137,7 @@ def cluster_from_url(
 
     ``timeout`` bounds, in seconds, each connect and each reply on every node.
     The sync client loads the slot map at once and raises
-    :class:`~bearer_mw.StoreUnavailableError` when no startup node answers.
+    :class:`~bearer_mw.StoreUnavailableError` when no startup node responds.
     The asyncio client connects on its first command.
     """
     parsed = parse_cluster_url(url)

@@ -44,7 +44,7 @@ class BearerMiddleware:
     Settings:
 
     - ``required``: reject requests without a valid session (401), unless a
-      rule says otherwise. Off by default: such requests reach the app
+      rule overrides it. Off by default: such requests reach the app
       anonymously.
     - ``lazy``: skip the lookup on routes that do not require a session; the
       app calls ``environ["bearer_mw.auth"].validate()`` when it needs one.
@@ -146,8 +146,9 @@ class BearerMiddleware:
         ``environ["bearer_mw.auth"].validate()`` raises
         :class:`~bearer_mw.StoreUnavailableError`. When that escapes the app
         call, the 503 goes out through ``start_response``. If the app had
-        already called it, the 503 passes ``exc_info``, which PEP 3333 lets
-        replace a status not yet sent; once sent, the server raises the error.
+        already called it, the 503 passes ``exc_info``, because PEP 3333 lets
+        that replace a status not yet sent. Once it was sent, the server
+        raises the error.
         """
         started = False
 

@@ -244,7 +244,7 @@ def _serve_asgi(options: DemoOptions, store: AsyncSessionStore, out: TextIO) -> 
         log_level=options.log_level.lower(),
         access_log=False,
         lifespan="on",
-        # A client that holds a request open must not keep Ctrl-C waiting.
+        # A client that keeps a request open must not keep Ctrl-C waiting.
         timeout_graceful_shutdown=3,
     )
     _announce(options, port, "ASGI, uvicorn", out)
