@@ -96,15 +96,21 @@ class RequestAuth(_Token):
 
 
 class AsyncRequestAuth(_Token):
-    """Session access for one ASGI connection; awaitable, cached and shared."""
+    """Session access for one ASGI connection; awaitable, cached and shared.
 
-    __slots__ = ("_session", "_store", "_task", "_token")
+    The first caller runs the lookup in its own task, and concurrent callers
+    wait for its outcome. No task is spawned: a task per request made waits
+    for a pooled Redis connection unfair under load, so a few requests waited
+    seconds while most waited milliseconds.
+    """
+
+    __slots__ = ("_pending", "_session", "_store", "_token")
 
     def __init__(self, store: AsyncSessionStore, token: str | None) -> None:
         self._store = store
         self._token = token
         self._session: Session | None = _UNSET
-        self._task: asyncio.Task[Session | None] | None = None
+        self._pending: asyncio.Future[Session | None] | None = None
 
     def _remember(self, session: Session | None) -> None:
         self._session = session
@@ -112,27 +118,47 @@ class AsyncRequestAuth(_Token):
     async def lookup(self) -> Session | None:
         """Return the active or idle session, looking it up on first use.
 
-        Concurrent awaits share one lookup, and cancelling one awaiting task
-        does not cancel the lookup the others wait for.
+        Concurrent awaits share one lookup. If the caller that runs it is
+        cancelled, the lookup stops with it and a caller still waiting starts
+        it again. Cancelling a waiting caller leaves the lookup running.
         """
-        if self._session is not _UNSET:
-            return self._session
-        if self._token is None:
-            self._session = None
-            return None
-        task = self._task
-        if task is None:
-            task = asyncio.ensure_future(self._store.find_session(self._token))
-            task.add_done_callback(self._finished)
-            self._task = task
-        return await asyncio.shield(task)
+        while True:
+            if self._session is not _UNSET:
+                return self._session
+            if self._token is None:
+                self._session = None
+                return None
+            pending = self._pending
+            if pending is None:
+                return await self._run_lookup(self._token)
+            try:
+                return await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                if not pending.cancelled():
+                    raise
+                # The caller running the lookup was cancelled; take over.
 
-    def _finished(self, task: asyncio.Task[Session | None]) -> None:
-        self._task = None
-        if task.cancelled() or task.exception() is not None:
-            return
+    async def _run_lookup(self, token: str) -> Session | None:
+        pending = asyncio.get_running_loop().create_future()
+        self._pending = pending
+        try:
+            session = await self._store.find_session(token)
+        except Exception as error:
+            self._pending = None
+            pending.set_exception(error)
+            # Mark the exception as seen, so asyncio does not log it when no
+            # other caller waited for this lookup.
+            pending.exception()
+            raise
+        except BaseException:
+            self._pending = None
+            pending.cancel()
+            raise
+        self._pending = None
         if self._session is _UNSET:
-            self._session = task.result()
+            self._session = session
+        pending.set_result(session)
+        return session
 
     async def validate(self) -> Session | None:
         """Return the session if it is active, else None."""

@@ -19,8 +19,13 @@ the servers are pinned to one core, and the load generator and Redis to another.
 The load generator is wrk with a Lua script that cycles through up to 1,000 seeded
 tokens and counts response statuses. Without wrk, a Python asyncio generator takes
 its place, and the settings table names the generator used. Each measurement
-follows a warm-up run, and a full run repeats the comparison in three interleaved
-rounds and reports the medians.
+follows a warm-up run. The comparison, stored-sessions, pools and cluster suites
+repeat their measurements in interleaved rounds: each round measures every
+variant once, in the same order, before the next round starts. Tables show the
+median of the rounds for req/s, latency and CPU. A ratio between two variants is
+taken within each round and the median of those per-round ratios is shown, with
+their range beside it: the two variants of a round ran seconds apart, so drift
+that the shared machine imposed on both cancels out.
 
 Every variant answers `GET /me` with a small JSON object that contains the user id:
 
@@ -74,9 +79,22 @@ wrk, that is the completed requests plus one per connection, because wrk drops
 the request in flight on each connection when it stops, and the server still
 serves it.
 
+The stored-sessions suite gives each count (1 thousand, 100 thousand and 1
+million by default) a redis-server of its own, seeds it once, serves `raw-get`
+and `bearer_mw` against each, and measures all counts in every round. With
+`--redis-url` it falls back to seeding and measuring one count after another in
+the one database, and the settings table says which way the run took.
+
 The memory table uses `MEMORY USAGE` on the keys that sessions add, and the
 stored-sessions table divides the growth of Redis `used_memory` by the number of
-sessions seeded.
+sessions seeded. The table of store operations counts round trips on the client
+side, around 100 calls of each operation on a `SessionStore`, and the server's
+`INFO commandstats` for the same calls, which include the commands that a Lua
+script runs inside its one round trip.
+
+The targets table at the top checks each target against this run's figures
+and says by how much a missed one fell short. Throughput targets use the
+median per-round ratio.
 
 ## Reading the figures
 
@@ -103,9 +121,12 @@ python -m benchmarks --suites comparison,concurrency,sessions,memory,pools,clust
 ```
 
 The first command is a shorter check with one round. The second is the run
-shown below (about 40 minutes on two cores) and rewrites this page;
-`--write-docs` takes only runs of three rounds or more. `python -m benchmarks
---help` lists the options, and results go to `benchmarks/results/`.
+shown below, with the rounds and durations its command line gives, and rewrites
+this page; `--write-docs` takes only runs of three rounds or more. `python -m
+benchmarks --help` lists the options, and results go to `benchmarks/results/`.
+[performance-notes.md](performance-notes.md) explains the figures: where the
+time per request goes, how much this machine's noise moves them, and what a
+missed target would take.
 """
 
 

@@ -56,6 +56,14 @@ class Measurement:
     # means that other processes or the load generator held the server back.
     server_cpu_share: float | None = None
     rounds: int = 1
+    # Requests per second of each round, in round order, when rounds > 1. A
+    # ratio between two variants of the same run is taken round by round.
+    round_rates: list[float] = field(default_factory=list)
+
+    @property
+    def rates(self) -> list[float]:
+        """Requests per second of each round; one value for a single round."""
+        return self.round_rates or [self.requests_per_second]
 
     @property
     def unexpected_count(self) -> int:
@@ -220,4 +228,5 @@ def combine_rounds(rounds: list[Measurement]) -> Measurement:
         ),
         server_cpu_share=median_of([m.server_cpu_share for m in rounds]),
         rounds=len(rounds),
+        round_rates=[m.requests_per_second for m in rounds],
     )

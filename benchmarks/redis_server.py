@@ -120,10 +120,15 @@ class RedisTarget:
 
 
 def start_redis_server(
-    supervisor: Supervisor, data_dir: Path, cpu: int | None
+    supervisor: Supervisor,
+    data_dir: Path,
+    cpu: int | None,
+    *,
+    name: str = "redis-server",
 ) -> RedisTarget:
     """Start redis-server without persistence on a free loopback port and on a
-    unix socket in ``data_dir``, which only this user may open."""
+    unix socket in ``data_dir``, which only this user may open. ``name`` names
+    the child and its log."""
     executable = require_redis_server()
     port = free_loopback_port()
     socket_path = data_dir / UNIX_SOCKET_NAME
@@ -139,7 +144,7 @@ def start_redis_server(
         "--unixsocket", str(socket_path),
         "--unixsocketperm", "700",
     ]  # fmt: skip
-    child = supervisor.start("redis-server", argv, cpu=cpu)
+    child = supervisor.start(name, argv, cpu=cpu)
     target = RedisTarget(
         f"redis://127.0.0.1:{port}/0", child, unix_url=f"unix://{socket_path}?db=0"
     )

@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from benchmarks.client_suites import LabeledMeasurement
+from benchmarks.command_counts import OperationCommands
 from benchmarks.measure import Measurement
 from benchmarks.memory import MemoryProbe
+from benchmarks.ratios import paired_ratio, ratio_cell, spread_cell
 from benchmarks.results import RunResult
 from benchmarks.suites import SessionsStep
+from benchmarks.targets import TargetCheck, check_targets
 from benchmarks.variants import VARIANTS_BY_NAME
 
 DASH = "-"
@@ -26,10 +29,6 @@ def number(value: float | None, digits: int = 0) -> str:
 
 def percent(share: float | None) -> str:
     return DASH if share is None else f"{share:.0%}"
-
-
-def ratio(value: float, base: float | None) -> str:
-    return DASH if not base else f"{value / base:.2f}x"
 
 
 def baseline_name(variant: str) -> str | None:
@@ -74,6 +73,10 @@ def added_cpu_us(
     return ours - theirs
 
 
+def versus(m: Measurement, base: Measurement | None) -> str:
+    return DASH if base is None else ratio_cell(paired_ratio(m, base))
+
+
 def comparison_row(m: Measurement, by_name: dict[str, Measurement]) -> list[str]:
     interface = m.variant.split(":", 1)[0]
     bare = by_name.get(f"{interface}:bare")
@@ -82,13 +85,13 @@ def comparison_row(m: Measurement, by_name: dict[str, Measurement]) -> list[str]
     own_baseline = DASH
     if baseline is not None:
         baseline_label = baseline.variant.split(":", 1)[1]
-        own_baseline = f"{ratio(m.requests_per_second, baseline.requests_per_second)} "
-        own_baseline += f"`{baseline_label}`"
+        own_baseline = f"{versus(m, baseline)} `{baseline_label}`"
     return [
         f"`{m.variant}`",
         number(m.requests_per_second),
-        ratio(m.requests_per_second, bare.requests_per_second if bare else None),
-        ratio(m.requests_per_second, raw_get.requests_per_second if raw_get else None),
+        versus(m, bare),
+        versus(m, raw_get),
+        DASH if raw_get is None else spread_cell(paired_ratio(m, raw_get)),
         own_baseline,
         number(m.latency_p50_ms, 2),
         number(m.latency_p99_ms, 2),
@@ -104,13 +107,14 @@ def comparison_row(m: Measurement, by_name: dict[str, Measurement]) -> list[str]
 
 
 def comparison_table(measurements: list[Measurement]) -> str:
-    """Return the table of the variant comparison with ratios to bare and raw-get."""
+    """Return the variant comparison, with ratios to bare and raw-get per round."""
     by_name = {m.variant: m for m in measurements}
     header = [
-        "variant", "req/s", "vs bare", "vs raw-get", "vs own baseline", "p50 ms",
-        "p99 ms", "Redis cmds/req", "server CPU us/req", "added CPU us/req",
-        "Redis CPU us/req", "server core busy", "expected non-2xx",
-        "unexpected status", "socket errors",
+        "variant", "req/s", "vs bare", "vs raw-get", "vs raw-get by round",
+        "vs own baseline", "p50 ms", "p99 ms", "Redis cmds/req",
+        "server CPU us/req", "added CPU us/req", "Redis CPU us/req",
+        "server core busy", "expected non-2xx", "unexpected status",
+        "socket errors",
     ]  # fmt: skip
     return table(header, [comparison_row(m, by_name) for m in measurements])
 
@@ -160,24 +164,29 @@ def sessions_table(steps: list[SessionsStep]) -> str:
         "used_memory growth per bearer_mw session (bytes)",
         "per raw-get record (bytes)",
     ]
+    first = {m.variant: m for m in steps[0].measurements} if steps else {}
+    fewest = f"{steps[0].stored_sessions:,}" if steps else ""
     load_rows = []
     for step in steps:
         by_name = {m.variant: m for m in step.measurements}
         for m in step.measurements:
             interface = m.variant.split(":", 1)[0]
-            raw_get = by_name.get(f"{interface}:raw-get")
-            raw_get_rate = raw_get.requests_per_second if raw_get else None
+            fewest_m = first.get(m.variant)
+            at_fewest = None if fewest_m is None else paired_ratio(m, fewest_m)
             load_rows.append([
                 f"{step.stored_sessions:,}",
                 f"`{m.variant}`",
                 number(m.requests_per_second),
-                ratio(m.requests_per_second, raw_get_rate),
+                versus(m, by_name.get(f"{interface}:raw-get")),
+                ratio_cell(at_fewest),
+                spread_cell(at_fewest),
                 number(m.latency_p99_ms, 2),
                 number(m.server_cpu_us_per_request),
                 percent(m.server_cpu_share),
             ])  # fmt: skip
     load_header = [
-        "stored sessions", "variant", "req/s", "vs raw-get", "p99 ms",
+        "stored sessions", "variant", "req/s", "vs raw-get",
+        f"vs {fewest} sessions", f"vs {fewest} by round", "p99 ms",
         "server CPU us/req", "server core busy",
     ]  # fmt: skip
     return table(memory_header, memory_rows) + "\n\n" + table(load_header, load_rows)
@@ -190,13 +199,13 @@ def error_count(m: Measurement) -> int:
 def pools_table(rows: list[LabeledMeasurement]) -> str:
     """Return the client-choice table and a summary of the error-free choices."""
     default = next((row for row in rows if row.label == "default"), None)
-    default_rate = default.measurement.requests_per_second if default else None
+    default_measurement = default.measurement if default else None
     body = [
         [
             f"`{row.label}`",
             row.detail,
             number(row.measurement.requests_per_second),
-            ratio(row.measurement.requests_per_second, default_rate),
+            versus(row.measurement, default_measurement),
             number(row.measurement.latency_p50_ms, 2),
             number(row.measurement.latency_p99_ms, 2),
             number(row.measurement.server_cpu_us_per_request),
@@ -245,17 +254,13 @@ def pools_summary(rows: list[LabeledMeasurement]) -> str:
 
 def cluster_table(rows: list[LabeledMeasurement]) -> str:
     """Return bearer_mw on a single Redis and on a cluster, one row per pair."""
-    single_rates = {
-        row.detail: row.measurement.requests_per_second
-        for row in rows
-        if row.label == rows[0].label
-    }
+    single = {row.detail: row.measurement for row in rows if row.label == rows[0].label}
     body = [
         [
             f"`{row.detail}`",
             row.label,
             number(row.measurement.requests_per_second),
-            ratio(row.measurement.requests_per_second, single_rates.get(row.detail)),
+            versus(row.measurement, single.get(row.detail)),
             number(row.measurement.latency_p50_ms, 2),
             number(row.measurement.latency_p99_ms, 2),
             commands_cell(row.measurement),
@@ -303,6 +308,30 @@ def memory_table(probe: MemoryProbe) -> str:
     return table(["MEMORY USAGE figure", "value"], rows)
 
 
+def operation_commands_table(rows: list[OperationCommands]) -> str:
+    body = [
+        [
+            f"`{row.operation}`",
+            f"{row.calls:,}",
+            f"{row.round_trips_per_call:.2f}",
+            ", ".join(f"{name} {made:.2f}" for name, made in row.by_name.items()),
+        ]
+        for row in rows
+    ]
+    header = [
+        "store operation",
+        "calls",
+        "round trips per call",
+        "server commands per call, scripts' own included",
+    ]
+    return table(header, body)
+
+
+def targets_table(checks: list[TargetCheck]) -> str:
+    rows = [[check.target, check.measured, check.verdict] for check in checks]
+    return table(["target", "measured", "verdict"], rows)
+
+
 def settings_table(result: RunResult) -> str:
     rows = [[name, str(value)] for name, value in result.settings.items()]
     return table(["setting", "value"], rows)
@@ -316,7 +345,7 @@ def machine_table(result: RunResult) -> str:
 
 def render_sections(result: RunResult, plot_prefix: str) -> str:
     """Return the Markdown sections of a run; ``plot_prefix`` locates the PNG files."""
-    parts = []
+    parts = ["## Targets", targets_table(check_targets(result))]
     if result.comparison:
         parts += [
             "## Variants side by side",
@@ -341,6 +370,11 @@ def render_sections(result: RunResult, plot_prefix: str) -> str:
         parts += ["## Single Redis and Redis Cluster", cluster_table(result.cluster)]
     if result.memory:
         parts += ["## Redis memory per session", memory_table(result.memory)]
+    if result.operation_commands:
+        parts += [
+            "## Redis commands per store operation",
+            operation_commands_table(result.operation_commands),
+        ]
     if result.skipped:
         skipped = [[f"`{name}`", reason] for name, reason in result.skipped.items()]
         parts += ["## Skipped variants", table(["variant", "reason"], skipped)]

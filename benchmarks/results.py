@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.client_suites import LabeledMeasurement
+from benchmarks.command_counts import OperationCommands
 from benchmarks.measure import Measurement
 from benchmarks.memory import MemoryProbe
 from benchmarks.suites import SessionsStep
@@ -29,6 +30,7 @@ class RunResult:
     concurrency: list[Measurement] = field(default_factory=list)
     sessions: list[SessionsStep] = field(default_factory=list)
     memory: MemoryProbe | None = None
+    operation_commands: list[OperationCommands] = field(default_factory=list)
     pools: list[LabeledMeasurement] = field(default_factory=list)
     cluster: list[LabeledMeasurement] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
@@ -65,6 +67,9 @@ def load_result(results_dir: Path) -> RunResult:
         concurrency=[measurement_from_json(m) for m in data.get("concurrency", [])],
         sessions=sessions,
         memory=MemoryProbe(**memory) if memory else None,
+        operation_commands=[
+            OperationCommands(**item) for item in data.get("operation_commands", [])
+        ],
         pools=[labeled_from_json(item) for item in data.get("pools", [])],
         cluster=[labeled_from_json(item) for item in data.get("cluster", [])],
         skipped=data.get("skipped", {}),

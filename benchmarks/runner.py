@@ -15,6 +15,7 @@ from typing import Any
 from redis.utils import HIREDIS_AVAILABLE
 
 from benchmarks import client_suites, redis_server, suites
+from benchmarks.command_counts import probe_operation_commands
 from benchmarks.context import BenchContext
 from benchmarks.loadgen import Generator, choose_generator
 from benchmarks.machine import machine_info
@@ -176,6 +177,11 @@ def run_settings(
         settings["stored sessions"] = ", ".join(
             f"{count:,}" for count in options.session_counts
         )
+        settings["stored-sessions rounds"] = (
+            f"{options.rounds}, interleaved, one private redis-server per count"
+            if options.redis_url is None
+            else f"{options.rounds} per count, one count after another on --redis-url"
+        )
     if "comparison" in options.suites or "concurrency" in options.suites:
         settings["sessions seeded per scheme (comparison)"] = options.seed_sessions
     if ctx is not None and ctx.pipelined_seeding is not None:
@@ -279,14 +285,10 @@ def run_suites(options: Options, ctx: BenchContext, result: RunResult) -> None:
         logger.info("suite: memory")
         ctx.empty_database()
         result.memory = probe_session_memory(ctx.client)
+        result.operation_commands = probe_operation_commands(ctx.client)
     if "sessions" in options.suites:
         logger.info("suite: sessions")
-        result.sessions = suites.run_sessions(
-            ctx,
-            options.variants,
-            counts=options.session_counts,
-            connections=options.connections,
-        )
+        result.sessions = run_sessions_suite(options, ctx)
 
 
 def run_cluster_suite(
@@ -330,3 +332,70 @@ def run_cluster_suite(
             single.supervisor.stop(server.child)
         for child in target.children:
             single.supervisor.stop(child)
+
+
+def sessions_side_by_side(target: RedisTarget) -> bool:
+    """Return whether the sessions suite can start one private Redis per count."""
+    return target.child is not None
+
+
+def run_sessions_suite(
+    options: Options, ctx: BenchContext
+) -> list[suites.SessionsStep]:
+    """Measure each number of stored sessions, on a private Redis per count.
+
+    With the harness's own redis-server, every count gets a redis-server of its
+    own, seeded once, and the counts are measured in interleaved rounds. On a
+    Redis given by URL they are seeded and measured in turn. The extra servers
+    are stopped at the end, since they would only take memory from later work.
+    """
+    if not sessions_side_by_side(ctx.redis_target):
+        return suites.run_sessions_in_turn(
+            ctx,
+            options.variants,
+            counts=options.session_counts,
+            connections=options.connections,
+            rounds=options.rounds,
+        )
+    contexts: list[tuple[int, BenchContext]] = []
+    try:
+        for count in options.session_counts:
+            data_dir = ctx.run_dir / f"redis-sessions-{count}"
+            data_dir.mkdir()
+            target = redis_server.start_redis_server(
+                ctx.supervisor,
+                data_dir,
+                options.redis_cpu,
+                name=f"redis-server-{count}-sessions",
+            )
+            logger.info("started redis-server for %d sessions at %s", count, target.url)
+            contexts.append(
+                (
+                    count,
+                    BenchContext(
+                        ctx.supervisor,
+                        ctx.load,
+                        target,
+                        target.client(),
+                        ctx.run_dir,
+                        ctx.server_cpu,
+                        ctx.wsgi_threads,
+                        pipelined_seeding=ctx.pipelined_seeding,
+                        skipped=ctx.skipped,
+                        log_prefix=f"sessions-{count}-",
+                    ),
+                )
+            )
+        return suites.run_sessions(
+            contexts,
+            options.variants,
+            connections=options.connections,
+            rounds=options.rounds,
+        )
+    finally:
+        for _, count_ctx in contexts:
+            count_ctx.client.close()
+            for server in count_ctx.servers.values():
+                ctx.supervisor.stop(server.child)
+            if count_ctx.redis_target.child is not None:
+                ctx.supervisor.stop(count_ctx.redis_target.child)

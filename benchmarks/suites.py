@@ -80,35 +80,86 @@ def run_concurrency(
     return results
 
 
-def run_sessions(
-    ctx: BenchContext, variants: list[Variant], *, counts: list[int], connections: int
-) -> list[SessionsStep]:
-    """Measure throughput and Redis memory as the number of stored sessions grows.
+def seed_sessions_step(ctx: BenchContext, count: int) -> SessionsStep:
+    """Empty the context's database, seed ``count`` sessions of each scheme, and
+    return the growth of ``used_memory`` per bearer_mw session and raw record."""
+    ctx.empty_database()
+    before = redis_server.used_memory_bytes(ctx.client)
+    ctx.seed([VARIANTS_BY_NAME["asgi:bearer_mw"]], count)
+    after_sessions = redis_server.used_memory_bytes(ctx.client)
+    ctx.seed([VARIANTS_BY_NAME["asgi:raw-get"]], count)
+    after_records = redis_server.used_memory_bytes(ctx.client)
+    step = SessionsStep(
+        stored_sessions=count,
+        bearer_mw_bytes_per_session=(after_sessions - before) / count,
+        raw_bytes_per_record=(after_records - after_sessions) / count,
+    )
+    logger.info(
+        "%d sessions: %.0f bytes per bearer_mw session, %.0f per raw record",
+        count,
+        step.bearer_mw_bytes_per_session,
+        step.raw_bytes_per_record,
+    )
+    return step
 
-    Each step starts from an empty database, seeds ``count`` bearer_mw sessions
-    and ``count`` raw records, and reads ``used_memory`` around each seeding.
+
+def run_sessions(
+    contexts: list[tuple[int, BenchContext]],
+    variants: list[Variant],
+    *,
+    connections: int,
+    rounds: int,
+) -> list[SessionsStep]:
+    """Measure throughput and Redis memory with each number of stored sessions.
+
+    Each count has a context of its own, with its own Redis, seeded once. Every
+    round measures every variant at every count, so the counts are compared
+    under the same drift of the machine, as the comparison's variants are.
+    """
+    selected = sweep_variants(variants, SESSIONS_VARIANTS)
+    steps = [seed_sessions_step(ctx, count) for count, ctx in contexts]
+    for _, ctx in contexts:
+        for variant in runnable(ctx, selected):
+            ctx.server_for(variant.app)
+    taken: dict[tuple[int, str], list[Measurement]] = {}
+    for round_index in range(rounds):
+        if rounds > 1:
+            logger.info("stored-sessions round %d of %d", round_index + 1, rounds)
+        for count, ctx in contexts:
+            for variant in runnable(ctx, selected):
+                measurement = ctx.measure_variant(variant, connections)
+                taken.setdefault((count, variant.name), []).append(measurement)
+    for step, (count, ctx) in zip(steps, contexts, strict=True):
+        step.measurements = [
+            combine_rounds(taken[(count, variant.name)])
+            for variant in runnable(ctx, selected)
+        ]
+    return steps
+
+
+def run_sessions_in_turn(
+    ctx: BenchContext,
+    variants: list[Variant],
+    *,
+    counts: list[int],
+    connections: int,
+    rounds: int,
+) -> list[SessionsStep]:
+    """Measure each number of stored sessions in turn on one shared database.
+
+    The fallback for a Redis given by URL, where the counts cannot be seeded
+    side by side. Drift between the counts is not cancelled, so the settings
+    table names the way the run took.
     """
     selected = sweep_variants(variants, SESSIONS_VARIANTS)
     steps = []
     for count in counts:
-        ctx.empty_database()
-        before = redis_server.used_memory_bytes(ctx.client)
-        ctx.seed([VARIANTS_BY_NAME["asgi:bearer_mw"]], count)
-        after_sessions = redis_server.used_memory_bytes(ctx.client)
-        ctx.seed([VARIANTS_BY_NAME["asgi:raw-get"]], count)
-        after_records = redis_server.used_memory_bytes(ctx.client)
-        step = SessionsStep(
-            stored_sessions=count,
-            bearer_mw_bytes_per_session=(after_sessions - before) / count,
-            raw_bytes_per_record=(after_records - after_sessions) / count,
-        )
-        logger.info(
-            "%d sessions: %.0f bytes per bearer_mw session, %.0f per raw record",
-            count,
-            step.bearer_mw_bytes_per_session,
-            step.raw_bytes_per_record,
-        )
+        step = seed_sessions_step(ctx, count)
         for variant in runnable(ctx, selected):
-            step.measurements.append(ctx.measure_variant(variant, connections))
+            step.measurements.append(
+                combine_rounds(
+                    [ctx.measure_variant(variant, connections) for _ in range(rounds)]
+                )
+            )
         steps.append(step)
     return steps
