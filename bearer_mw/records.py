@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigurationError
-from .session import Session, freeze_attributes, session_state
+from .session import Session, build_session, freeze_attributes, session_state
 from .tokens import CHECK_LENGTH, token_digest, token_user_tag
 
 __all__ = [
@@ -153,6 +153,23 @@ def _text(reply: bytes | str) -> str:
     return reply.decode("utf-8") if isinstance(reply, bytes) else reply
 
 
+_JSON_DECODER = json.JSONDecoder()
+
+
+def _load_payload(payload: str) -> Any:
+    # raw_decode skips the byte order mark check and the two whitespace scans
+    # of json.loads, which cost more than decoding a short payload. Whatever
+    # raw_decode rejects or leaves unread goes to json.loads, so the results
+    # and errors are those of json.loads.
+    try:
+        value, end = _JSON_DECODER.raw_decode(payload)
+    except ValueError:
+        return json.loads(payload)
+    if end != len(payload):
+        return json.loads(payload)
+    return value
+
+
 def decode_record(
     reply: bytes | str | None, keys: SessionKeys, now: int
 ) -> Session | None:
@@ -164,7 +181,9 @@ def decode_record(
     if reply is None:
         return None
     try:
-        match = _LIVE_RECORD.fullmatch(_text(reply))
+        if isinstance(reply, bytes):
+            reply = reply.decode("utf-8")
+        match = _LIVE_RECORD.fullmatch(reply)
         if match is None:
             return None
         check, created, active, idle, payload = match.groups()
@@ -176,12 +195,12 @@ def decode_record(
         state = session_state(now, active_expires, idle_expires)
         if state == "dead":
             return None
-        user_id, attributes = json.loads(payload)
+        user_id, attributes = _load_payload(payload)
     except (ValueError, TypeError, UnicodeDecodeError, RecursionError):
         return None
     if not isinstance(user_id, str) or not isinstance(attributes, dict):
         return None
-    return Session(
+    return build_session(
         session_id=keys.digest,
         user_id=user_id,
         attributes=freeze_attributes(attributes),

@@ -149,6 +149,44 @@ class Session:
         return session_state(now, self.active_expires, self.idle_expires)
 
 
+# Slot descriptors of the Session fields. Assigning through them skips the
+# generated __init__, which is slower because a frozen class has to call
+# object.__setattr__ for each field.
+_SET_SESSION_ID = Session.__dict__["session_id"].__set__
+_SET_USER_ID = Session.__dict__["user_id"].__set__
+_SET_ATTRIBUTES = Session.__dict__["attributes"].__set__
+_SET_CREATED = Session.__dict__["created"].__set__
+_SET_ACTIVE_EXPIRES = Session.__dict__["active_expires"].__set__
+_SET_IDLE_EXPIRES = Session.__dict__["idle_expires"].__set__
+_SET_STATE = Session.__dict__["state"].__set__
+
+
+def build_session(
+    *,
+    session_id: str,
+    user_id: str,
+    attributes: Mapping[str, Any],
+    created: int,
+    active_expires: int,
+    idle_expires: int,
+    state: SessionState,
+) -> Session:
+    """Build a Session without running its ``__init__``, for the per-request path.
+
+    The result is equal to ``Session(...)`` called with the same arguments and
+    just as frozen. The arguments are stored as given, without any check.
+    """
+    session: Session = object.__new__(Session)
+    _SET_SESSION_ID(session, session_id)
+    _SET_USER_ID(session, user_id)
+    _SET_ATTRIBUTES(session, attributes)
+    _SET_CREATED(session, created)
+    _SET_ACTIVE_EXPIRES(session, active_expires)
+    _SET_IDLE_EXPIRES(session, idle_expires)
+    _SET_STATE(session, state)
+    return session
+
+
 def scopes_of(attributes: Mapping[str, Any]) -> tuple[str, ...]:
     """Read granted scopes from session attributes.
 

@@ -6,6 +6,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from redis.crc import key_slot
 
 from bearer_mw.errors import ConfigurationError
@@ -199,6 +201,13 @@ CORRUPT_RECORDS = [
     pytest.param('1|{check}|1|{active}|later!|["a",{{}}]', id="invalid-idle"),
     pytest.param('1|{check}|then!|{active}|{idle}|["a",{{}}]', id="invalid-created"),
     pytest.param('1|{check}||{active}|{idle}|["a",{{}}]', id="empty-created"),
+    pytest.param('1|{check}|1|{upper}|{idle}|["a",{{}}]', id="uppercase-active"),
+    pytest.param('1|{check}|+1|{active}|{idle}|["a",{{}}]', id="signed-created"),
+    pytest.param('1|{check}|1_0|{active}|{idle}|["a",{{}}]', id="underscore-created"),
+    pytest.param('1|{check}| 1|{active}|{idle}|["a",{{}}]', id="space-created"),
+    pytest.param('1|{check}|1|{active}|{long}|["a",{{}}]', id="14-digit-idle"),
+    pytest.param('1|{check}|1|{active}|{idle}|["a",{{}}]|', id="trailing-separator"),
+    pytest.param('1|{check}|1|{active}|["a",{{}}]', id="missing-time"),
     pytest.param("1|{check}|1|{active}|{idle}|not json", id="not-json"),
     pytest.param("1|{check}|1|{active}|{idle}|", id="empty-payload"),
     pytest.param('1|{check}|1|{active}|{idle}|{{"a":1}}', id="payload-object"),
@@ -217,10 +226,93 @@ def test_decode_record_rejects_corrupt(
 ) -> None:
     if isinstance(record, str):
         record = record.format(
-            check=keys.check, active=to_base36(ACTIVE), idle=to_base36(IDLE)
+            check=keys.check,
+            active=to_base36(ACTIVE),
+            idle=to_base36(IDLE),
+            upper=to_base36(ACTIVE).upper(),
+            long="0" + to_base36(IDLE).rjust(13, "0"),
         )
 
     assert decode_record(record, keys, NOW) is None
+
+
+# The payload decodes exactly as json.loads decodes it, surrounding
+# whitespace included, although records are written without any.
+PAYLOADS = [
+    pytest.param('["a",{"n":1}]', "a", id="compact"),
+    pytest.param(' ["a",{"n":1}]', "a", id="leading-space"),
+    pytest.param('["a",{"n":1}]\n', "a", id="trailing-newline"),
+    pytest.param('\t\r\n[ "a" , {"n": 1} ]  ', "a", id="whitespace-everywhere"),
+    pytest.param('\ufeff["a",{"n":1}]', None, id="byte-order-mark"),
+    pytest.param('["a",{"n":1}]x', None, id="trailing-text"),
+    pytest.param('["a",{"n":1}]["b",{}]', None, id="two-values"),
+    pytest.param('["a",{"n":1}] ]', None, id="trailing-bracket"),
+    pytest.param('["a",{"n":1}', None, id="unterminated"),
+    pytest.param('["a",{"n":01}]', None, id="leading-zero"),
+    pytest.param('["a\x01",{}]', None, id="control-character"),
+    pytest.param(" ", None, id="only-space"),
+]
+
+
+@pytest.mark.parametrize(("payload", "user_id"), PAYLOADS)
+def test_decode_record_payload_extra_text(
+    keys: SessionKeys, payload: str, user_id: str | None
+) -> None:
+    session = decode_record(live_record(keys, payload), keys, NOW)
+
+    if user_id is None:
+        assert session is None
+    else:
+        assert session is not None
+        assert session.user_id == user_id
+        assert dict(session.attributes) == {"n": 1}
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=4),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(st.text(max_size=4), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+JSON_TEXT = st.one_of(
+    st.text(max_size=40),
+    st.tuples(
+        st.sampled_from(["", " ", "\n", "\ufeff", "x"]),
+        st.tuples(st.text(max_size=8), JSON_VALUES).map(json.dumps),
+        st.sampled_from(["", " ", "\t", "x", "]", "[]"]),
+    ).map("".join),
+)
+
+
+def decode_with_json_loads(payload: str) -> tuple[str, dict[str, Any]] | None:
+    try:
+        user_id, attributes = json.loads(payload)
+    except (ValueError, TypeError, RecursionError):
+        return None
+    if not isinstance(user_id, str) or not isinstance(attributes, dict):
+        return None
+    return user_id, attributes
+
+
+FUZZ_KEYS = KeySpace().for_token(new_token(user_tag("alice")))
+
+
+@settings(max_examples=1_000, deadline=None)
+@given(payload=JSON_TEXT)
+def test_decode_record_payload_matches_json_loads(payload: str) -> None:
+    keys = FUZZ_KEYS
+
+    session = decode_record(live_record(keys, payload), keys, NOW)
+
+    expected = decode_with_json_loads(payload)
+    if expected is None:
+        assert session is None
+    else:
+        assert session is not None
+        assert session.user_id == expected[0]
+        assert json.dumps(dict(session.attributes)) == json.dumps(expected[1])
 
 
 # Renewed records

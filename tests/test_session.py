@@ -7,6 +7,8 @@ store over fakeredis and real Redis with the clock moved to each boundary.
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import pickle
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -16,7 +18,13 @@ import pytest
 
 from bearer_mw import InvalidSessionError, Session
 from bearer_mw.errors import ConfigurationError
-from bearer_mw.session import Periods, scopes_of, session_state, system_clock
+from bearer_mw.session import (
+    Periods,
+    build_session,
+    scopes_of,
+    session_state,
+    system_clock,
+)
 from tests.store_support import ALL_BACKENDS, BASIC_BACKENDS, StoreHarness, open_harness
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -52,6 +60,13 @@ def make_session(**changes: Any) -> Session:
     }
     values.update(changes)
     return Session(**values)
+
+
+def field_values(session: Session) -> dict[str, Any]:
+    return {
+        field.name: getattr(session, field.name)
+        for field in dataclasses.fields(Session)
+    }
 
 
 # The state rule
@@ -186,6 +201,40 @@ def test_session_repr_hides_secrets(harness: StoreHarness) -> None:
     assert token.split(".")[1] not in representation
     assert "hunter2" not in representation
     assert session.session_id in representation
+
+
+def test_build_session_takes_every_field() -> None:
+    names = [field.name for field in dataclasses.fields(Session)]
+
+    assert list(inspect.signature(build_session).parameters) == names
+
+
+def test_build_session_equals_constructor() -> None:
+    expected = make_session(attributes={"role": "admin"}, state="idle")
+
+    built = build_session(**field_values(expected))
+
+    assert type(built) is Session
+    assert built == expected
+    assert repr(built) == repr(expected)
+    for field in dataclasses.fields(Session):
+        assert getattr(built, field.name) is getattr(expected, field.name)
+
+
+def test_build_session_is_frozen() -> None:
+    session = build_session(**field_values(make_session()))
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        session.user_id = "mallory"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        del session.state
+
+
+def test_build_session_copies_and_pickles() -> None:
+    session = build_session(**field_values(make_session(attributes={"n": 1})))
+
+    assert dataclasses.replace(session, state="idle").state == "idle"
+    assert pickle.loads(pickle.dumps(session)) == session
 
 
 def test_session_datetimes_are_aware_utc() -> None:
