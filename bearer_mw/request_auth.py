@@ -104,13 +104,14 @@ class AsyncRequestAuth(_Token):
     seconds while most waited milliseconds.
     """
 
-    __slots__ = ("_pending", "_session", "_store", "_token")
+    __slots__ = ("_pending", "_runner", "_session", "_store", "_token")
 
     def __init__(self, store: AsyncSessionStore, token: str | None) -> None:
         self._store = store
         self._token = token
         self._session: Session | None = _UNSET
         self._pending: asyncio.Future[Session | None] | None = None
+        self._runner: asyncio.Task[Any] | None = None
 
     def _remember(self, session: Session | None) -> None:
         self._session = session
@@ -131,16 +132,31 @@ class AsyncRequestAuth(_Token):
             pending = self._pending
             if pending is None:
                 return await self._run_lookup(self._token)
+            self._check_waiter(pending)
             try:
                 return await asyncio.shield(pending)
             except asyncio.CancelledError:
-                if not pending.cancelled():
+                task = asyncio.current_task()
+                if not pending.cancelled() or (task is not None and task.cancelling()):
                     raise
-                # The caller running the lookup was cancelled; take over.
+                # Only the caller running the lookup was cancelled: take over.
+
+    def _check_waiter(self, pending: asyncio.Future[Session | None]) -> None:
+        """Raise RuntimeError for a wait that could never end or never work."""
+        if pending.get_loop() is not asyncio.get_running_loop():
+            raise RuntimeError(
+                "the session lookup of this request is running in another event "
+                "loop; use the request's auth object only in the loop that serves it"
+            )
+        if asyncio.current_task() is self._runner:
+            raise RuntimeError(
+                "lookup() was called from inside the session lookup it would wait for"
+            )
 
     async def _run_lookup(self, token: str) -> Session | None:
         pending = asyncio.get_running_loop().create_future()
         self._pending = pending
+        self._runner = asyncio.current_task()
         try:
             session = await self._store.find_session(token)
         except Exception as error:
@@ -154,6 +170,8 @@ class AsyncRequestAuth(_Token):
             self._pending = None
             pending.cancel()
             raise
+        finally:
+            self._runner = None
         self._pending = None
         if self._session is _UNSET:
             self._session = session

@@ -90,7 +90,11 @@ def build_run_options(args: argparse.Namespace, command: str) -> Options:
             "at least 3 rounds; drop --quick and --rounds below 3"
         )
     levels = args.concurrency_levels or positive_int_list(profile.concurrency_levels)
-    session_counts = args.session_counts or positive_int_list(profile.session_counts)
+    # Sorted and without repeats: the sessions suite compares the largest count
+    # with the smallest, and gives each count a database of its own.
+    session_counts = sorted(
+        set(args.session_counts or positive_int_list(profile.session_counts))
+    )
     server_cpu, client_cpu = pinning(args.no_pin)
 
     check_range("--duration", duration, 1, limits.MAX_DURATION_SECONDS)

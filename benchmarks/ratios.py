@@ -9,6 +9,7 @@ ratio show how far single rounds strayed.
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass
 
@@ -52,13 +53,21 @@ def paired_ratio(ours: Measurement, base: Measurement) -> Ratio | None:
     return Ratio(statistics.median(ratios), min(ratios), max(ratios), len(ratios))
 
 
-def ratio_cell(ratio: Ratio | None) -> str:
-    """Format the median ratio, as ``0.97x``."""
-    return DASH if ratio is None else f"{ratio.median:.2f}x"
+def round_down(value: float, digits: int) -> str:
+    """Format ``value`` rounded down, so 0.949 never reads as a 0.95 target met."""
+    scale = 10**digits
+    # The small term keeps 0.95 computed as 0.9499999999 at 0.95.
+    return f"{math.floor(value * scale + 1e-9) / scale:.{digits}f}"
+
+
+def ratio_cell(ratio: Ratio | None, digits: int = 2) -> str:
+    """Format the median ratio, rounded down, as ``0.97x``."""
+    return DASH if ratio is None else f"{round_down(ratio.median, digits)}x"
 
 
 def spread_cell(ratio: Ratio | None) -> str:
     """Format the range of per-round ratios, as ``0.93-1.01x (5 rounds)``."""
     if ratio is None or ratio.rounds < 2:
         return DASH
-    return f"{ratio.low:.2f}-{ratio.high:.2f}x ({ratio.rounds} rounds)"
+    low, high = round_down(ratio.low, 2), round_down(ratio.high, 2)
+    return f"{low}-{high}x ({ratio.rounds} rounds)"

@@ -386,12 +386,15 @@ def run_sessions_suite(
                     ),
                 )
             )
-        return suites.run_sessions(
+        steps = suites.run_sessions(
             contexts,
             options.variants,
             connections=options.connections,
             rounds=options.rounds,
         )
+        if ctx.pipelined_seeding is None and contexts:
+            ctx.pipelined_seeding = contexts[0][1].pipelined_seeding
+        return steps
     finally:
         for _, count_ctx in contexts:
             count_ctx.client.close()

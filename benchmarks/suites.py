@@ -8,7 +8,7 @@ them instead of landing on whichever ran last.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from benchmarks import redis_server
 from benchmarks.context import BenchContext
@@ -156,10 +156,11 @@ def run_sessions_in_turn(
     for count in counts:
         step = seed_sessions_step(ctx, count)
         for variant in runnable(ctx, selected):
-            step.measurements.append(
-                combine_rounds(
-                    [ctx.measure_variant(variant, connections) for _ in range(rounds)]
-                )
+            combined = combine_rounds(
+                [ctx.measure_variant(variant, connections) for _ in range(rounds)]
             )
+            # The rounds of one variant ran back to back, not beside those of
+            # the other counts, so ratios use the medians instead of pairs.
+            step.measurements.append(replace(combined, round_rates=[]))
         steps.append(step)
     return steps

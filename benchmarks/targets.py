@@ -8,10 +8,11 @@ the measured column shows the range of those ratios too.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from benchmarks.measure import Measurement
-from benchmarks.ratios import paired_ratio, spread_cell
+from benchmarks.ratios import paired_ratio, ratio_cell, spread_cell
 from benchmarks.results import RunResult
 
 RAW_GET_TARGET = 0.95
@@ -28,19 +29,26 @@ PEERS = {
     "wsgi": ("wsgi:flask-httpauth",),
 }
 NO_COMMAND_SUFFIXES = ("bearer_mw-missing", "bearer_mw-malformed", "bearer_mw-lazy")
+# Commands that redis-py sends when it opens a connection. A pool that opens one
+# during the measured load adds them, and they are not work per request.
+CONNECTION_COMMANDS = frozenset({"hello", "client|setinfo", "auth", "select"})
+SCRIPT_COMMANDS = ("evalsha", "eval")
 
 
 @dataclass(frozen=True)
 class TargetCheck:
     """One target, what the run measured for it, and whether it was met.
 
-    ``met`` is None when the run did not measure the target.
+    ``met`` is None when the run did not measure the target. ``shortfall``
+    says by how much a missed target was missed, and ``reason`` why a target
+    counts as missed whatever the figure.
     """
 
     target: str
     measured: str
     met: bool | None
     shortfall: str = ""
+    reason: str = ""
 
     @property
     def verdict(self) -> str:
@@ -48,7 +56,19 @@ class TargetCheck:
             return "not measured"
         if self.met:
             return "met"
+        if self.reason:
+            return f"missed: {self.reason}"
         return f"missed by {self.shortfall}" if self.shortfall else "missed"
+
+
+def round_up(value: float, digits: int) -> str:
+    """Format a shortfall rounded up, so a miss never reads as zero."""
+    scale = 10**digits
+    return f"{math.ceil(value * scale - 1e-9) / scale:.{digits}f}"
+
+
+def error_count(measurements: list[Measurement]) -> int:
+    return sum(m.unexpected_count + m.socket_errors for m in measurements)
 
 
 def not_measured(target: str) -> TargetCheck:
@@ -63,20 +83,29 @@ def ratio_check(
     ratio = paired_ratio(ours, base)
     if ratio is None:
         return not_measured(target)
-    measured = f"{ratio.median:.2f}x"
+    measured = ratio_cell(ratio, digits=3)
     spread = spread_cell(ratio)
     if spread != "-":
         measured += f", by round {spread}"
-    shortfall = f"{expected - ratio.median:.2f}x"
+    errors = error_count([ours, base])
+    if errors:
+        reason = f"{errors:,} unexpected statuses or socket errors in these rows"
+        return TargetCheck(target, measured, False, reason=reason)
+    shortfall = f"{round_up(expected - ratio.median, 3)}x"
     return TargetCheck(target, measured, ratio.meets(expected), shortfall)
 
 
 def command_check(target: str, m: Measurement | None, expected: float) -> TargetCheck:
     if m is None or m.redis_commands_per_request is None:
         return not_measured(target)
-    count = m.redis_commands_per_request
+    count = sum(
+        calls
+        for name, calls in m.redis_commands_by_name.items()
+        if name not in CONNECTION_COMMANDS
+    )
     met = abs(count - expected) <= COMMAND_TOLERANCE
-    return TargetCheck(target, f"{count:.2f} (`{m.variant}`)", met)
+    measured = f"{count:.2f} (`{m.variant}`, connection set-up left out)"
+    return TargetCheck(target, measured, met, f"{abs(count - expected):.2f}")
 
 
 def throughput_checks(result: RunResult) -> list[TargetCheck]:
@@ -128,14 +157,16 @@ def command_checks(result: RunResult) -> list[TargetCheck]:
         (row for row in result.operation_commands if row.operation == "renew_session"),
         None,
     )
-    target = "1 Redis command per renewal"
+    target = "1 Redis command per renewal: one script call, one round trip"
     if renewal is None:
         checks.append(not_measured(target))
     else:
-        met = abs(renewal.round_trips_per_call - 1.0) <= COMMAND_TOLERANCE
+        trips = renewal.round_trips_per_call
+        scripts = sum(renewal.by_name.get(name, 0.0) for name in SCRIPT_COMMANDS)
+        met = max(abs(trips - 1.0), abs(scripts - 1.0)) <= COMMAND_TOLERANCE
         measured = (
-            f"{renewal.round_trips_per_call:.2f} round trips per renewal over "
-            f"{renewal.calls} renewals"
+            f"{trips:.2f} round trips and {scripts:.2f} script calls per renewal, "
+            f"over {renewal.calls} renewals"
         )
         checks.append(TargetCheck(target, measured, met))
     return checks
@@ -206,7 +237,7 @@ def concurrency_checks(result: RunResult) -> list[TargetCheck]:
     ]
     if not high:
         return [not_measured(target)]
-    errors = sum(m.unexpected_count + m.socket_errors for m in high)
+    errors = error_count(high)
     requests = sum(m.requests for m in high)
     measured = (
         f"{errors:,} unexpected statuses or socket errors in {requests:,} requests "

@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 
 from bearer_mw import redis_from_url
-from benchmarks import suites
+from benchmarks import redis_server, suites
+from benchmarks.arguments import build_parser
+from benchmarks.cli import build_run_options
 from benchmarks.client_suites import LabeledMeasurement
 from benchmarks.command_counts import OperationCommands, probe_operation_commands
 from benchmarks.measure import Measurement, combine_rounds
@@ -19,7 +21,7 @@ from benchmarks.report import comparison_table, sessions_table
 from benchmarks.results import RunResult
 from benchmarks.suites import SessionsStep
 from benchmarks.targets import TargetCheck, check_targets
-from benchmarks.variants import Variant
+from benchmarks.variants import VARIANTS_BY_NAME, Variant
 
 
 def measured(
@@ -43,6 +45,7 @@ def measured(
         unexpected_statuses=unexpected or {},
         socket_errors=0,
         redis_commands_per_request=commands,
+        redis_commands_by_name={"get": commands} if commands else {},
     )
 
 
@@ -80,11 +83,9 @@ def test_paired_ratio_divides_round_by_round() -> None:
 
     assert ratio is not None
     assert ratio.median == pytest.approx(0.9)
-    assert (ratio.low, ratio.high, ratio.rounds) == (
-        pytest.approx(0.9),
-        pytest.approx(0.9),
-        3,
-    )
+    assert ratio.low == pytest.approx(0.9)
+    assert ratio.high == pytest.approx(0.9)
+    assert ratio.rounds == 3
 
 
 def test_paired_ratio_median_resists_one_spoiled_round() -> None:
@@ -145,7 +146,8 @@ def test_check_targets_raw_get_missed_by_shortfall() -> None:
     ]
 
     assert check.met is False
-    assert check.verdict == "missed by 0.02x"
+    assert check.verdict == "missed by 0.020x"
+    assert check.measured.startswith("0.930x")
 
 
 def test_check_targets_raw_get_met() -> None:
@@ -179,16 +181,73 @@ def test_check_targets_commands_and_renewal() -> None:
             measured("asgi:bearer_mw-malformed", 100, commands=0.02),
         ],
         operation_commands=[
-            OperationCommands("renew_session", 100, 2.0, {"evalsha": 1.0, "get": 1.0})
+            OperationCommands("renew_session", 100, 1.0, {"evalsha": 1.0, "get": 1.0})
         ],
     )
 
     checks = by_target(check_targets(result))
+    renewal = "1 Redis command per renewal: one script call, one round trip"
 
     assert checks["ASGI: 1 Redis command per validated request"].met is True
     assert checks["ASGI: 0 Redis commands for `bearer_mw-missing`"].met is True
-    assert checks["ASGI: 0 Redis commands for `bearer_mw-malformed`"].met is False
-    assert checks["1 Redis command per renewal"].met is False
+    malformed = checks["ASGI: 0 Redis commands for `bearer_mw-malformed`"]
+    assert malformed.met is False
+    assert malformed.verdict == "missed by 0.02"
+    # One round trip, but it ran a script and a GET at the top level.
+    assert checks[renewal].met is True
+    result.operation_commands = [
+        OperationCommands("renew_session", 100, 2.0, {"evalsha": 1.0, "get": 1.0})
+    ]
+    assert by_target(check_targets(result))[renewal].met is False
+
+
+def test_check_targets_commands_leave_out_connection_setup() -> None:
+    m = measured("wsgi:bearer_mw", 100, commands=1.01)
+    m.redis_commands_by_name = {"get": 1.0, "hello": 0.01}
+    assert command_total(m) == pytest.approx(1.01)
+
+    checks = by_target(check_targets(run_result(comparison=[m])))
+
+    assert checks["WSGI: 1 Redis command per validated request"].met is True
+
+
+def command_total(m: Measurement) -> float:
+    return sum(m.redis_commands_by_name.values())
+
+
+def test_check_targets_errors_make_ratio_missed() -> None:
+    failing = measured("asgi:bearer_mw", 5000, unexpected={500: 10000})
+    result = run_result(comparison=[measured("asgi:raw-get", 1000), failing])
+
+    check = by_target(check_targets(result))[
+        "ASGI bearer_mw at 0.95x `raw-get` or more"
+    ]
+
+    assert check.met is False
+    assert check.verdict.startswith("missed: 10,000 unexpected statuses")
+
+
+@pytest.mark.parametrize(
+    ("rate", "shown", "verdict"),
+    [
+        pytest.param(949.7, "0.949x", "missed by 0.001x", id="just-below"),
+        pytest.param(949.0, "0.949x", "missed by 0.001x", id="below"),
+        pytest.param(950.0, "0.950x", "met", id="equal"),
+    ],
+)
+def test_check_targets_ratio_never_rounds_up(
+    rate: float, shown: str, verdict: str
+) -> None:
+    result = run_result(
+        comparison=[measured("wsgi:raw-get", 1000), measured("wsgi:bearer_mw", rate)]
+    )
+
+    check = by_target(check_targets(result))[
+        "WSGI bearer_mw at 0.95x `raw-get` or more"
+    ]
+
+    assert check.measured == shown
+    assert check.verdict == verdict
 
 
 def test_check_targets_memory_limit() -> None:
@@ -224,7 +283,7 @@ def test_check_targets_sessions_compares_most_with_fewest() -> None:
 
     check = checks["ASGI bearer_mw with 1,000,000 sessions at 0.95x or more of 1,000"]
     assert check.met is False
-    assert "0.93x" in check.measured
+    assert check.measured.startswith("0.931x")
 
 
 def test_check_targets_high_concurrency_counts_errors() -> None:
@@ -276,12 +335,12 @@ class FakeContext:
 def test_run_sessions_interleaves_counts_round_by_round(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(suites.redis_server, "used_memory_bytes", lambda client: 0)
+    monkeypatch.setattr(redis_server, "used_memory_bytes", lambda client: 0)
     journal: list[str] = []
     rates = {"asgi:raw-get": 1000.0, "asgi:bearer_mw": 950.0}
     small = FakeContext(rates, journal)
     large = FakeContext({name: rate * 0.98 for name, rate in rates.items()}, journal)
-    variants = [suites.VARIANTS_BY_NAME[name] for name in rates]
+    variants = [VARIANTS_BY_NAME[name] for name in rates]
     contexts: list[tuple[int, Any]] = [(1000, small), (10**6, large)]
 
     steps = suites.run_sessions(contexts, variants, connections=64, rounds=3)
@@ -341,3 +400,30 @@ def test_run_result_round_trip(tmp_path: Any) -> None:
     assert loaded.comparison[0].round_rates == [900, 950, 1000]
     assert loaded.operation_commands == original.operation_commands
     assert replace(loaded, machine={}) == replace(original, machine={})
+
+
+def test_run_sessions_in_turn_keeps_no_round_pairs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(redis_server, "used_memory_bytes", lambda client: 0)
+    ctx: Any = FakeContext({"asgi:raw-get": 1000.0, "asgi:bearer_mw": 900.0}, [])
+    variants = [VARIANTS_BY_NAME[name] for name in ctx.count_rates]
+
+    steps = suites.run_sessions_in_turn(
+        ctx, variants, counts=[1000, 5000], connections=64, rounds=3
+    )
+
+    measurement = steps[1].measurements[0]
+    assert measurement.rounds == 3
+    assert measurement.round_rates == []
+    assert paired_ratio(measurement, steps[0].measurements[0]) is not None
+
+
+def test_build_run_options_sorts_session_counts() -> None:
+    args = build_parser().parse_args(
+        ["run", "--sessions", "5000,1000,5000", "--suites", "sessions"]
+    )
+
+    options = build_run_options(args, "test")
+
+    assert options.session_counts == [1000, 5000]

@@ -119,6 +119,47 @@ async def test_async_request_auth_waiter_cancelled_lookup_continues() -> None:
     assert store.calls == 1
 
 
+async def test_async_request_auth_both_cancelled_no_new_lookup() -> None:
+    store = GatedStore()
+    auth = auth_for(store)
+    owner, waiter = await owner_and_waiter(auth)
+
+    owner.cancel()
+    waiter.cancel()
+    outcomes = await asyncio.gather(owner, waiter, return_exceptions=True)
+
+    assert all(isinstance(o, asyncio.CancelledError) for o in outcomes)
+    assert store.calls == 1
+
+
+async def test_async_request_auth_reentrant_lookup_raises() -> None:
+    auth: AsyncRequestAuth
+
+    class ReentrantStore(GatedStore):
+        async def find_session(self, token: str) -> Session | None:
+            return await auth.lookup()
+
+    auth = auth_for(ReentrantStore())
+
+    with pytest.raises(RuntimeError, match="from inside the session lookup"):
+        await asyncio.wait_for(auth.lookup(), timeout=2)
+
+
+async def test_async_request_auth_other_loop_raises() -> None:
+    store = GatedStore()
+    auth = auth_for(store)
+    owner = asyncio.ensure_future(auth.lookup())
+    await asyncio.sleep(0)
+
+    def look_up_in_new_loop() -> None:
+        asyncio.run(auth.lookup())
+
+    with pytest.raises(RuntimeError, match="another event loop"):
+        await asyncio.to_thread(look_up_in_new_loop)
+    store.gate.set()
+    assert await owner is SESSION
+
+
 async def test_async_request_auth_failure_not_cached() -> None:
     store = GatedStore()
     store.fail_next = True
