@@ -28,8 +28,11 @@ __all__ = ["DEFAULT_MAX_CONNECTIONS", "DEFAULT_TIMEOUT", "redis_from_url"]
 #: Seconds allowed for connecting, for each reply and for a free pooled connection.
 DEFAULT_TIMEOUT = 2.0
 #: Connections per client. Callers beyond this wait for a free connection, up
-#: to ``pool_timeout``, instead of opening more.
-DEFAULT_MAX_CONNECTIONS = 64
+#: to ``pool_timeout``, instead of opening more. Connections open only when
+#: needed. With 256 concurrent requests on one uvicorn process, a pool of 64
+#: kept its callers waiting up to seconds (p99 1.7 s, a few 503s), while 256
+#: served them at p99 145 ms (docs/benchmarks.md, pools suite).
+DEFAULT_MAX_CONNECTIONS = 256
 #: Seconds a pooled connection may sit unused before it is checked with PING.
 DEFAULT_HEALTH_CHECK_INTERVAL = 30
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 
 from redis.utils import HIREDIS_AVAILABLE
 
+from bearer_mw.client import DEFAULT_MAX_CONNECTIONS
 from benchmarks.apps.settings import CLIENT_CHOICES, DEFAULT_CLIENT
 from benchmarks.context import BenchContext
 from benchmarks.measure import Measurement, combine_rounds
@@ -23,7 +24,9 @@ logger = logging.getLogger(__name__)
 
 POOLS_VARIANT = "asgi:bearer_mw"
 CLUSTER_VARIANTS = ("asgi:bearer_mw", "wsgi:bearer_mw")
-UNIX_SOCKET_DETAIL = "redis_from_url, max_connections 64, unix socket"
+UNIX_SOCKET_DETAIL = (
+    f"redis_from_url, max_connections {DEFAULT_MAX_CONNECTIONS}, unix socket"
+)
 SINGLE_LABEL = "single redis-server"
 CLUSTER_LABEL = "Redis Cluster, 3 primaries"
 

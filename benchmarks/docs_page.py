@@ -48,15 +48,17 @@ Every variant answers `GET /me` with a small JSON object that contains the user 
 
 Every app that talks to Redis, the peers included, builds its client with
 `bearer_mw.redis_from_url(url)` (with `asyncio=True` for ASGI): a
-`BlockingConnectionPool` of 64 connections, 2 s connect, reply and pool-wait
-timeouts, and redis-py's retries off. redis-py parses replies with hiredis when
+`BlockingConnectionPool` of `max_connections` connections (the settings table
+gives the run's default), 2 s connect, reply and pool-wait timeouts, and
+redis-py's retries off. redis-py parses replies with hiredis when
 it is installed, and the settings table shows whether it was.
 
 The pools suite serves the ASGI `bearer_mw` variant once per client choice and
 loads each at 256 connections (`--pool-connections`): redis-py's own
 `redis.asyncio.Redis.from_url` (a non-blocking pool that raises
 `MaxConnectionsError` once it has 100 connections in redis-py 8.2, with
-redis-py's retries), `redis_from_url` with `max_connections` 16, 64 and 256,
+redis-py's retries), `redis_from_url` with its default `max_connections`, 16
+and 64 (256 before the default became 256),
 `redis_from_url` with redis-py's pure-Python parser in place of hiredis (passed
 as `parser_class`, so hiredis stays installed), and `redis_from_url` over the
 private server's unix socket. A choice is safe at that concurrency when it

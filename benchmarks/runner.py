@@ -14,6 +14,7 @@ from typing import Any
 
 from redis.utils import HIREDIS_AVAILABLE
 
+from bearer_mw.client import DEFAULT_MAX_CONNECTIONS
 from benchmarks import client_suites, redis_server, suites
 from benchmarks.command_counts import probe_operation_commands
 from benchmarks.context import BenchContext
@@ -160,7 +161,7 @@ def run_settings(
         if options.redis_url
         else "private redis-server on loopback",
         "app Redis client": "bearer_mw.redis_from_url: BlockingConnectionPool of "
-        "64, 2 s timeouts, redis-py retries off",
+        f"{DEFAULT_MAX_CONNECTIONS}, 2 s timeouts, redis-py retries off",
         "hiredis installed": "yes" if HIREDIS_AVAILABLE else "no",
     }
     if "pools" in options.suites:

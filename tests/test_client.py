@@ -22,7 +22,7 @@ from bearer_mw import (
     SessionStore,
     StoreUnavailableError,
 )
-from bearer_mw.client import redis_from_url
+from bearer_mw.client import DEFAULT_MAX_CONNECTIONS, redis_from_url
 from bearer_mw.topologies import close_client
 from tests.conftest import require_redis_binaries
 from tests.redis_servers import RedisServer
@@ -50,7 +50,8 @@ def test_redis_from_url_tcp_settings(use_asyncio: bool) -> None:
     assert options["health_check_interval"] == 30
     assert options["retry"].get_retries() == 0  # type: ignore[attr-defined]
     assert options["retry_on_error"] == []
-    assert pool.max_connections == 64
+    assert pool.max_connections == DEFAULT_MAX_CONNECTIONS
+    assert pool.max_connections == 256
     assert pool.timeout == 1.5  # type: ignore[union-attr]
 
 

@@ -13,6 +13,7 @@ import redis.asyncio
 from redis._parsers import _AsyncRESP2Parser, _RESP2Parser
 
 from bearer_mw import redis_from_url
+from bearer_mw.client import DEFAULT_MAX_CONNECTIONS
 
 APP_ID_ENV = "BENCH_APP"
 REDIS_URL_ENV = "BENCH_REDIS_URL"
@@ -91,7 +92,7 @@ class ClientChoice:
     name: str
     description: str
     redis_py_default: bool = False
-    max_connections: int = 64
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
     python_parser: bool = False
 
 
@@ -99,7 +100,9 @@ DEFAULT_CLIENT = "default"
 CLIENT_CHOICES = {
     choice.name: choice
     for choice in [
-        ClientChoice(DEFAULT_CLIENT, "redis_from_url, max_connections 64"),
+        ClientChoice(
+            DEFAULT_CLIENT, f"redis_from_url, max_connections {DEFAULT_MAX_CONNECTIONS}"
+        ),
         ClientChoice(
             "redis-py-default",
             "redis-py from_url defaults: non-blocking pool, redis-py retries",
@@ -109,11 +112,12 @@ CLIENT_CHOICES = {
             "max-16", "redis_from_url, max_connections 16", max_connections=16
         ),
         ClientChoice(
-            "max-256", "redis_from_url, max_connections 256", max_connections=256
+            "max-64", "redis_from_url, max_connections 64", max_connections=64
         ),
         ClientChoice(
             "python-parser",
-            "redis_from_url, max_connections 64, pure-Python parser, no hiredis",
+            f"redis_from_url, max_connections {DEFAULT_MAX_CONNECTIONS}, pure-Python "
+            "parser, no hiredis",
             python_parser=True,
         ),
     ]
