@@ -1,9 +1,9 @@
 """Count the instructions that a whole app server executes per request.
 
 ``python -m benchmarks.server_instructions`` serves each variant the way the
-load runs do (uvicorn, or gunicorn with one gthread worker) but under
-``valgrind --tool=callgrind``, sends requests one after another on one
-keep-alive connection, and stops the server with SIGINT so that callgrind
+load runs do (uvicorn, or gunicorn with one gthread worker), but under
+``valgrind --tool=callgrind``. It sends requests one after another on one
+keep-alive connection, then stops the server with SIGINT so that callgrind
 writes its totals. Each variant runs twice, with ``--requests`` and with three
 times as many; the difference of the two totals, divided by the difference of
 the counts, is the cost of one request. Unlike ``benchmarks.instructions``,
@@ -119,7 +119,7 @@ def serve_and_count(
         supervisor.stop(child)
     unexpected = set(statuses) - set(variant.expected_statuses)
     if unexpected:
-        raise RuntimeError(f"{variant.name} answered {statuses}")
+        raise RuntimeError(f"unexpected statuses from {variant.name}: {statuses}")
     totals = [
         callgrind.read_total_instructions(path)
         for path in supervisor.log_dir.glob(f"callgrind.{name}.*")
@@ -165,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS))
     parser.add_argument("--results-dir", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)
+
     configure_logging(verbose=False)
     if args.requests < 1:
         parser.error("--requests must be at least 1")
@@ -173,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         argv if argv is not None else sys.argv[1:]
     )
     started = now_text()
+
     counts = []
     with supervised_run(keep_logs=False) as supervisor:
         data_dir = supervisor.log_dir / "redis"
@@ -193,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             logger.info("%s: %.0f instructions per request", variant.name,
                         counts[-1].per_request)  # fmt: skip
+
     page = render(counts, command.strip(), started)
     args.results_dir.mkdir(parents=True, exist_ok=True)
     (args.results_dir / f"{RESULTS_STEM}.md").write_text(page)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from benchmarks.server_instructions import LONG_RUN_FACTOR, ServerCount, render
 
 
-def test_server_count_per_request_is_difference_over_extra_requests() -> None:
+def test_server_count_per_request() -> None:
     count = ServerCount("wsgi:raw-get", 1_000_000, 1_000_000 + 400 * 800, 200)
 
     assert LONG_RUN_FACTOR == 3

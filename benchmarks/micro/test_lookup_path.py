@@ -1,8 +1,8 @@
 """The steps of one validated request's lookup, each on its own, without I/O.
 
-The store runs over a client that returns a stored record at once, so these
-figures are the CPU cost of bearer_mw's own work: deriving the keys from the
-token, decoding the record, and the two together with the driver around them.
+The store runs over a client that returns a stored record at once. These
+figures are therefore the CPU cost of bearer_mw's own work: deriving the keys
+from the token, decoding the record, and both with the driver around them.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from bearer_mw.tokens import token_digest
 
 
 class CannedClient:
-    """Answers every command with one stored reply."""
+    """A client that returns one stored reply for every command."""
 
     def __init__(self, reply: bytes) -> None:
         self.reply = reply
