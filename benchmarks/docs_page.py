@@ -57,8 +57,8 @@ The pools suite serves the ASGI `bearer_mw` variant once per client choice and
 loads each at 256 connections (`--pool-connections`): redis-py's own
 `redis.asyncio.Redis.from_url` (a non-blocking pool that raises
 `MaxConnectionsError` once it has 100 connections in redis-py 8.2, with
-redis-py's retries), `redis_from_url` with its default `max_connections`, 16
-and 64 (256 before the default became 256),
+redis-py's retries), `redis_from_url` with several `max_connections` values
+(the settings column of the table names each),
 `redis_from_url` with redis-py's pure-Python parser in place of hiredis (passed
 as `parser_class`, so hiredis stays installed), and `redis_from_url` over the
 private server's unix socket. A choice is safe at that concurrency when it
