@@ -29,10 +29,13 @@ __all__ = ["DEFAULT_MAX_CONNECTIONS", "DEFAULT_TIMEOUT", "redis_from_url"]
 DEFAULT_TIMEOUT = 2.0
 #: Connections per client. Callers beyond this wait for a free connection, up
 #: to ``pool_timeout``, instead of opening more. Connections open only when
-#: needed. With 256 concurrent requests on one uvicorn process, a pool of 64
-#: kept its callers waiting up to seconds (p99 1.7 s, a few 503s), while 256
-#: served them at p99 145 ms (docs/benchmarks.md, pools suite).
-DEFAULT_MAX_CONNECTIONS = 256
+#: needed.
+# NOTE: with 256 concurrent requests on one uvicorn process, a pool of 256 had
+# a far shorter tail than 64 (p99 145 ms against 1.7 s, docs/performance-notes.md).
+# It stays 64 because, in one fault test with 256 connections opened during a
+# frozen Redis, every request right after the freeze failed, for a reason not
+# yet found.
+DEFAULT_MAX_CONNECTIONS = 64
 #: Seconds a pooled connection may sit unused before it is checked with PING.
 DEFAULT_HEALTH_CHECK_INTERVAL = 30
 

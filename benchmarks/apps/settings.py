@@ -112,7 +112,7 @@ CLIENT_CHOICES = {
             "max-16", "redis_from_url, max_connections 16", max_connections=16
         ),
         ClientChoice(
-            "max-64", "redis_from_url, max_connections 64", max_connections=64
+            "max-256", "redis_from_url, max_connections 256", max_connections=256
         ),
         ClientChoice(
             "python-parser",
