@@ -160,19 +160,17 @@ class AsyncRequestAuth(_Token):
         try:
             session = await self._store.find_session(token)
         except Exception as error:
-            self._pending = None
             pending.set_exception(error)
             # Mark the exception as seen, so asyncio does not log it when no
             # other caller waited for this lookup.
             pending.exception()
             raise
         except BaseException:
-            self._pending = None
             pending.cancel()
             raise
         finally:
+            self._pending = None
             self._runner = None
-        self._pending = None
         if self._session is _UNSET:
             self._session = session
         pending.set_result(session)

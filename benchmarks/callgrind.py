@@ -56,11 +56,17 @@ def valgrind_version() -> str:
     return completed.stdout.strip() or "unknown"
 
 
-def callgrind_argv(argv: Sequence[str], output_path: Path) -> list[str]:
-    """Prefix ``argv`` with valgrind's callgrind tool writing to ``output_path``."""
+def callgrind_argv(
+    argv: Sequence[str], output_path: Path, *, trace_children: bool = False
+) -> list[str]:
+    """Prefix ``argv`` with valgrind's callgrind tool writing to ``output_path``.
+
+    ``trace_children`` also follows the processes that ``argv`` starts.
+    """
     return [
         require_valgrind(),
         "--tool=callgrind",
+        *(["--trace-children=yes"] if trace_children else []),
         f"--callgrind-out-file={output_path}",
         *argv,
     ]

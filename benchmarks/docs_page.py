@@ -23,9 +23,9 @@ follows a warm-up run. The comparison, stored-sessions, pools and cluster suites
 repeat their measurements in interleaved rounds: each round measures every
 variant once, in the same order, before the next round starts. Tables show the
 median of the rounds for req/s, latency and CPU. A ratio between two variants is
-taken within each round and the median of those per-round ratios is shown, with
-their range beside it: the two variants of a round ran seconds apart, so drift
-that the shared machine imposed on both cancels out.
+taken within each round, and the tables show the median of those per-round
+ratios with their range. The two variants of a round ran seconds apart, so
+drift that the shared machine imposed on both cancels out.
 
 Every variant answers `GET /me` with a small JSON object that contains the user id:
 
@@ -85,17 +85,17 @@ The stored-sessions suite gives each count (1 thousand, 100 thousand and 1
 million by default) a redis-server of its own, seeds it once, serves `raw-get`
 and `bearer_mw` against each, and measures all counts in every round. With
 `--redis-url` it falls back to seeding and measuring one count after another in
-the one database, and the settings table says which way the run took.
+the one database, and the settings table names the way the run took.
 
 The memory table uses `MEMORY USAGE` on the keys that sessions add, and the
 stored-sessions table divides the growth of Redis `used_memory` by the number of
-sessions seeded. The table of store operations counts round trips on the client
-side, around 100 calls of each operation on a `SessionStore`, and the server's
-`INFO commandstats` for the same calls, which include the commands that a Lua
+sessions seeded. The table of store operations covers 100 calls of each operation on a
+`SessionStore`. It counts round trips on the client side, and the server's
+`INFO commandstats` for the same calls. Those include the commands that a Lua
 script runs inside its one round trip.
 
 The targets table at the top checks each target against this run's figures
-and says by how much a missed one fell short. Throughput targets use the
+and gives the amount by which a missed one fell short. Throughput targets use the
 median per-round ratio.
 
 ## Reading the figures

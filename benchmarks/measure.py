@@ -69,6 +69,11 @@ class Measurement:
     def unexpected_count(self) -> int:
         return sum(self.unexpected_statuses.values())
 
+    @property
+    def error_count(self) -> int:
+        """Unexpected statuses plus socket errors."""
+        return self.unexpected_count + self.socket_errors
+
 
 def measure(
     load: LoadSettings,

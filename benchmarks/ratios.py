@@ -60,6 +60,12 @@ def round_down(value: float, digits: int) -> str:
     return f"{math.floor(value * scale + 1e-9) / scale:.{digits}f}"
 
 
+def round_up(value: float, digits: int) -> str:
+    """Format ``value`` rounded up, so a shortfall never reads as zero."""
+    scale = 10**digits
+    return f"{math.ceil(value * scale - 1e-9) / scale:.{digits}f}"
+
+
 def ratio_cell(ratio: Ratio | None, digits: int = 2) -> str:
     """Format the median ratio, rounded down, as ``0.97x``."""
     return DASH if ratio is None else f"{round_down(ratio.median, digits)}x"

@@ -192,10 +192,6 @@ def sessions_table(steps: list[SessionsStep]) -> str:
     return table(memory_header, memory_rows) + "\n\n" + table(load_header, load_rows)
 
 
-def error_count(m: Measurement) -> int:
-    return m.unexpected_count + m.socket_errors
-
-
 def pools_table(rows: list[LabeledMeasurement]) -> str:
     """Return the client-choice table and a summary of the error-free choices."""
     default = next((row for row in rows if row.label == "default"), None)
@@ -229,11 +225,11 @@ def pools_summary(rows: list[LabeledMeasurement]) -> str:
         return ""
     connections = rows[0].measurement.connections
     clean = sorted(
-        (row for row in rows if error_count(row.measurement) == 0),
+        (row for row in rows if row.measurement.error_count == 0),
         key=lambda row: row.measurement.requests_per_second,
         reverse=True,
     )
-    failing = [row for row in rows if error_count(row.measurement)]
+    failing = [row for row in rows if row.measurement.error_count]
     lines = []
     if clean:
         names = ", ".join(
@@ -246,7 +242,7 @@ def pools_summary(rows: list[LabeledMeasurement]) -> str:
         )
     if failing:
         names = ", ".join(
-            f"`{row.label}` ({error_count(row.measurement):,})" for row in failing
+            f"`{row.label}` ({row.measurement.error_count:,})" for row in failing
         )
         lines.append(f"With unexpected statuses or socket errors: {names}.")
     return "\n".join(lines)

@@ -5,7 +5,7 @@ load runs do (uvicorn, or gunicorn with one gthread worker), but under
 ``valgrind --tool=callgrind``. It sends requests one after another on one
 keep-alive connection, then stops the server with SIGINT so that callgrind
 writes its totals. Each variant runs twice, with ``--requests`` and with three
-times as many; the difference of the two totals, divided by the difference of
+times as many. The difference of the two totals, divided by the difference of
 the counts, is the cost of one request. Unlike ``benchmarks.instructions``,
 which calls the app in-process, this includes the HTTP server's own work, so
 ``raw-get`` over ``bearer_mw`` predicts the throughput ratio of a server that
@@ -105,9 +105,10 @@ def serve_and_count(
     name = f"{variant.name.replace(':', '-')}-{count}"
     output = supervisor.log_dir / f"callgrind.{name}.%p"
     port = free_loopback_port()
-    argv = callgrind.callgrind_argv(server_command(variant.app, port, 4), output)
     # gunicorn forks its worker, and the worker runs the app.
-    argv.insert(2, "--trace-children=yes")
+    argv = callgrind.callgrind_argv(
+        server_command(variant.app, port, 4), output, trace_children=True
+    )
     env = server_environment(variant.app, redis_url)
     env["PYTHONHASHSEED"] = "0"
     child = supervisor.start(name, argv, env=env)

@@ -121,17 +121,17 @@ def run_sessions(
     for _, ctx in contexts:
         for variant in runnable(ctx, selected):
             ctx.server_for(variant.app)
-    taken: dict[tuple[int, str], list[Measurement]] = {}
+    by_count: dict[tuple[int, str], list[Measurement]] = {}
     for round_index in range(rounds):
         if rounds > 1:
             logger.info("stored-sessions round %d of %d", round_index + 1, rounds)
         for count, ctx in contexts:
             for variant in runnable(ctx, selected):
                 measurement = ctx.measure_variant(variant, connections)
-                taken.setdefault((count, variant.name), []).append(measurement)
+                by_count.setdefault((count, variant.name), []).append(measurement)
     for step, (count, ctx) in zip(steps, contexts, strict=True):
         step.measurements = [
-            combine_rounds(taken[(count, variant.name)])
+            combine_rounds(by_count[(count, variant.name)])
             for variant in runnable(ctx, selected)
         ]
     return steps

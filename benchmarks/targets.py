@@ -8,11 +8,10 @@ the measured column shows the range of those ratios too.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from benchmarks.measure import Measurement
-from benchmarks.ratios import paired_ratio, ratio_cell, spread_cell
+from benchmarks.ratios import paired_ratio, ratio_cell, round_up, spread_cell
 from benchmarks.results import RunResult
 
 RAW_GET_TARGET = 0.95
@@ -39,9 +38,9 @@ SCRIPT_COMMANDS = ("evalsha", "eval")
 class TargetCheck:
     """One target, what the run measured for it, and whether it was met.
 
-    ``met`` is None when the run did not measure the target. ``shortfall``
-    says by how much a missed target was missed, and ``reason`` why a target
-    counts as missed whatever the figure.
+    ``met`` is None when the run did not measure the target. ``shortfall`` is
+    the amount by which a missed target was missed. ``reason`` explains a miss
+    that does not depend on the figure, such as failed requests.
     """
 
     target: str
@@ -61,16 +60,6 @@ class TargetCheck:
         return f"missed by {self.shortfall}" if self.shortfall else "missed"
 
 
-def round_up(value: float, digits: int) -> str:
-    """Format a shortfall rounded up, so a miss never reads as zero."""
-    scale = 10**digits
-    return f"{math.ceil(value * scale - 1e-9) / scale:.{digits}f}"
-
-
-def error_count(measurements: list[Measurement]) -> int:
-    return sum(m.unexpected_count + m.socket_errors for m in measurements)
-
-
 def not_measured(target: str) -> TargetCheck:
     return TargetCheck(target, "-", None)
 
@@ -87,7 +76,7 @@ def ratio_check(
     spread = spread_cell(ratio)
     if spread != "-":
         measured += f", by round {spread}"
-    errors = error_count([ours, base])
+    errors = ours.error_count + base.error_count
     if errors:
         reason = f"{errors:,} unexpected statuses or socket errors in these rows"
         return TargetCheck(target, measured, False, reason=reason)
@@ -237,7 +226,7 @@ def concurrency_checks(result: RunResult) -> list[TargetCheck]:
     ]
     if not high:
         return [not_measured(target)]
-    errors = error_count(high)
+    errors = sum(m.error_count for m in high)
     requests = sum(m.requests for m in high)
     measured = (
         f"{errors:,} unexpected statuses or socket errors in {requests:,} requests "

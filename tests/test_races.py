@@ -7,7 +7,7 @@ import http.client
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any, cast
@@ -20,7 +20,8 @@ from bearer_mw import AsyncSessionStore, BearerMiddleware, SessionStore
 from bearer_mw.client import redis_from_url
 from bearer_mw.operations import Command, Operations
 from bearer_mw.records import KeySpace
-from bearer_mw.session import Periods, system_clock
+from bearer_mw.request_auth import AsyncRequestAuth
+from bearer_mw.session import Periods, Session, system_clock
 from tests.fault_support import (
     PRIVATE,
     RULES,
@@ -300,7 +301,10 @@ def test_record_check_rejects_other_tokens_record(
     assert stopped.value.value is None
 
 
-def test_cancelled_lookup_never_returns_other_record(redis_installed: None) -> None:
+@pytest.mark.parametrize("through_auth", [False, True], ids=["store", "request-auth"])
+def test_cancelled_lookup_never_returns_other_record(
+    redis_installed: None, through_auth: bool
+) -> None:
     """A lookup cancelled mid-flight must not hand its reply to the next one.
 
     redis-py drops a connection whose command was cancelled, so the next
@@ -310,10 +314,10 @@ def test_cancelled_lookup_never_returns_other_record(redis_installed: None) -> N
     no session at all.
     """
     with fault_server() as server:
-        asyncio.run(_cancel_mid_flight(server))
+        asyncio.run(_cancel_mid_flight(server, through_auth))
 
 
-async def _cancel_mid_flight(server: RedisServer) -> None:
+async def _cancel_mid_flight(server: RedisServer, through_auth: bool) -> None:
     client = redis.asyncio.Redis(
         host=server.address[0],
         port=server.port,
@@ -321,6 +325,14 @@ async def _cancel_mid_flight(server: RedisServer) -> None:
         single_connection_client=True,
     )
     store = AsyncSessionStore(client)
+
+    def find(token: str) -> Coroutine[Any, Any, Session | None]:
+        # A lazy lookup through the request's auth object runs in the caller's
+        # task, so cancelling the caller cancels the GET in flight.
+        if through_auth:
+            return AsyncRequestAuth(store, token).lookup()
+        return store.find_session(token)
+
     try:
         token_a, _ = await store.create_session("alice")
         token_b, session_b = await store.create_session("bob")
@@ -332,14 +344,14 @@ async def _cancel_mid_flight(server: RedisServer) -> None:
             )
             sleeper.start()
             await asyncio.sleep(0.05)
-            lookup_a = asyncio.create_task(store.find_session(token_a))
+            lookup_a = asyncio.create_task(find(token_a))
             await asyncio.sleep(0.1)
             assert not lookup_a.done()
             lookup_a.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await lookup_a
 
-            found = await store.find_session(token_b)
+            found = await find(token_b)
 
             assert found is None or found.user_id == "bob"
             assert found == session_b
