@@ -20,6 +20,7 @@ from .header import (
     Credentials,
     CredentialsStatus,
     parse_authorization,
+    read_bearer_token,
 )
 from .policy import (
     RENEWAL_HEADERS,
@@ -121,21 +122,25 @@ class AsyncBearerMiddleware:
             await self.app(public_scope, receive, send)
             return
 
-        credentials, changes = self._credentials(scope)
-        denial = deny_credentials(credentials, requirement)
-        if denial is not None:
-            await self._deny(denial, scope, receive, send)
-            return
+        sent, changes = self._credentials(scope)
+        if isinstance(sent, str):
+            token: str | None = sent
+        else:
+            denial = deny_credentials(sent, requirement)
+            if denial is not None:
+                await self._deny(denial, scope, receive, send)
+                return
+            token = sent.token
 
-        auth = AsyncRequestAuth(self.store, credentials.token)
+        auth = AsyncRequestAuth(self.store, token)
         scope = {**scope, **changes, AUTH_KEY: auth}
-        if credentials.token is None or (config.lazy and not requirement.required):
+        if token is None or (config.lazy and not requirement.required):
             _set_anonymous(scope)
             await self._call_app(scope, receive, send)
             return
 
         try:
-            session = await self.store.find_session(credentials.token)
+            session = await self.store.find_session(token)
         except StoreUnavailableError:
             if config.anonymous_when_unavailable and not requirement.required:
                 _set_anonymous(scope)
@@ -184,11 +189,13 @@ class AsyncBearerMiddleware:
                 raise
             await self._deny(STORE_UNAVAILABLE, scope, receive, send)
 
-    def _credentials(self, scope: Scope) -> tuple[Credentials, dict[str, Any]]:
+    def _credentials(self, scope: Scope) -> tuple[str | Credentials, dict[str, Any]]:
         """Read the request's credentials and the scope entries that hide them.
 
-        Header names are compared case-insensitively, because the ASGI
-        specification only recommends that servers lowercase them.
+        Returns the token of a well-formed Bearer header as it is, and
+        :class:`~bearer_mw.header.Credentials` for anything else. Header names
+        are compared case-insensitively, because the ASGI specification only
+        recommends that servers lowercase them.
         """
         # The length test skips lower() for nearly every other header.
         values = [
@@ -210,9 +217,11 @@ class AsyncBearerMiddleware:
 
         if len(values) > 1:
             return MULTIPLE_HEADERS, changes
-        if values:
-            return parse_authorization(values[0], max_length=max_length), changes
-        return parse_authorization(None), changes
+        value = values[0] if values else None
+        token = read_bearer_token(value, max_length=max_length)
+        if token is not None:
+            return token, changes
+        return parse_authorization(value, max_length=max_length), changes
 
     async def _deny(
         self,
@@ -281,14 +290,14 @@ class AsyncBearerMiddleware:
         if method != "POST":
             await deny(RENEWAL_METHOD)
             return
-        credentials, _ = self._credentials(scope)
-        denial = deny_credentials(credentials, REQUIRED)
-        if denial is not None:
+        token, _ = self._credentials(scope)
+        if not isinstance(token, str):
+            denial = deny_credentials(token, REQUIRED)
+            assert denial is not None, "only a Bearer header is read on a renewal"
             await deny(denial)
             return
-        assert credentials.token is not None
         try:
-            renewed = await self.store.renew_session(credentials.token)
+            renewed = await self.store.renew_session(token)
         except StoreUnavailableError:
             await deny(STORE_UNAVAILABLE)
             return

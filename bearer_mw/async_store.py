@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import redis.asyncio
@@ -18,7 +18,7 @@ from ._base_store import (
     script_commands,
 )
 from .errors import InvalidSessionError
-from .operations import Call, Command, Operation, ScriptCall
+from .operations import READ_COMMAND, Call, Command, Operation, ScriptCall
 from .session import Session
 
 __all__ = ["AsyncSessionStore"]
@@ -54,12 +54,14 @@ class AsyncSessionStore(BaseStore):
 
     async def find_session(self, token: str) -> Session | None:
         """Return the active or idle session of ``token``, or None."""
-        lookup = self._operations.lookup(token)
-        if lookup is None:
+        operations = self._operations
+        keys = operations.keys_for(token)
+        if keys is None:
             return None
-        keys, command = lookup
-        reply = await self._execute("find_session", command)
-        return self._operations.found(keys, reply)
+        reply = await self._guarded(
+            "find_session", self.client.execute_command, (READ_COMMAND, keys.session)
+        )
+        return operations.found(keys, reply)
 
     async def get_session(self, token: str) -> Session:
         """Return the active or idle session of ``token``, or raise."""
@@ -113,21 +115,29 @@ class AsyncSessionStore(BaseStore):
             return stop.value
 
     async def _execute(self, operation: str, call: Call) -> Any:
+        if isinstance(call, Command):
+            return await self._guarded(
+                operation, self.client.execute_command, call.args
+            )
+        return await self._guarded(operation, self._send_script, (call,))
+
+    async def _guarded(
+        self, operation: str, send: Callable[..., Any], args: tuple[Any, ...]
+    ) -> Any:
+        """Run ``send(*args)``, once more on a connection error, and map errors."""
         try:
             try:
-                reply = await self._send(call)
+                reply = await send(*args)
             except RedisConnectionError:
                 # As in the sync store: one more attempt on a fresh connection.
-                reply = await self._send(call)
+                reply = await send(*args)
         except STORE_ERRORS as error:
             raise self._unavailable(operation, error) from error
         if self._outage.failing:
             self._outage.success(operation)
         return reply
 
-    async def _send(self, call: Call) -> Any:
-        if isinstance(call, Command):
-            return await self.client.execute_command(*call.args)
+    async def _send_script(self, call: ScriptCall) -> Any:
         if self.wait_replicas:
             return await self._send_and_wait(call)
         script = call.script

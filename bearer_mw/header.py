@@ -102,16 +102,13 @@ def parse_authorization(
     rejected by the grammar rather than by a decoding error. ``max_length``
     bounds a Bearer value before the token is examined.
     """
+    token = read_bearer_token(value, max_length=max_length)
+    if token is not None:
+        return Credentials(CredentialsStatus.BEARER, token)
     if value is None:
         return ABSENT
     if isinstance(value, bytes):
         value = value.decode("latin-1")
-
-    if len(value) <= max_length:
-        match = _BEARER.fullmatch(value)
-        if match is not None:
-            return Credentials(CredentialsStatus.BEARER, match.group(1))
-
     return _classify(value.strip(" \t"), max_length)
 
 
@@ -160,7 +157,16 @@ def read_bearer_token(
     """Return the Bearer token in an ``Authorization`` header value, or None.
 
     None means there is no usable Bearer credential: the header is absent, of
-    another scheme, empty or malformed. The session is not looked up.
+    another scheme, empty or malformed, and :func:`parse_authorization`
+    distinguishes these. The middleware calls this first and parses the value
+    again only when it returns None, so a well-formed request builds no
+    :class:`Credentials`.
     """
-    credentials = parse_authorization(value, max_length=max_length)
-    return credentials.token
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    if len(value) > max_length:
+        return None
+    match = _BEARER.fullmatch(value)
+    return None if match is None else match.group(1)

@@ -24,7 +24,7 @@ from .records import (
 from .scripts import CREATE, INVALIDATE, INVALIDATE_USER, RENEW, Script
 from .session import Clock, Periods, Session
 from .tokens import (
-    is_token_shaped,
+    TOKEN_PATTERN,
     new_token,
     open_successor,
     seal_successor,
@@ -32,13 +32,15 @@ from .tokens import (
     user_tag,
 )
 
-__all__ = ["Command", "Operation", "Operations", "ScriptCall"]
+__all__ = ["READ_COMMAND", "Command", "Operation", "Operations", "ScriptCall"]
 
 #: How often "log out everywhere" re-reads a user's index that keeps changing
 #: under it before it gives up.
 MAX_INDEX_ATTEMPTS = 8
 #: Maximum length of the chain of renewed records that invalidation follows.
 MAX_SUCCESSOR_CHAIN = 16
+#: The command that reads a session record: one GET of its key.
+READ_COMMAND = "GET"
 
 
 class Command(NamedTuple):
@@ -83,7 +85,8 @@ class Operations:
 
     def keys_for(self, token: str) -> SessionKeys | None:
         """Derive the keys of ``token``, or None when it cannot be ours."""
-        if not is_token_shaped(token):
+        # is_token_shaped, written out because this runs on every request.
+        if TOKEN_PATTERN.fullmatch(token) is None:
             return None
         return self.keys.for_token(token)
 
@@ -108,27 +111,20 @@ class Operations:
         return token, session
 
     def find(self, token: str) -> Generator[Call, Any, Session | None]:
-        """Read the active or idle session of ``token``; None when there is none."""
-        lookup = self.lookup(token)
-        if lookup is None:
-            return None
-        keys, command = lookup
-        reply = yield command
-        return self.found(keys, reply)
+        """Read the active or idle session of ``token``; None when there is none.
 
-    def lookup(self, token: str) -> tuple[SessionKeys, Command] | None:
-        """Prepare the one GET that :meth:`find` sends; None when ``token`` is not ours.
-
-        The stores run this and :meth:`found` directly on the per-request path,
-        without the generator that multi-step operations need.
+        The stores run :meth:`keys_for`, one ``READ_COMMAND`` of the session
+        key and :meth:`found` directly on the per-request path, without this
+        generator.
         """
         keys = self.keys_for(token)
         if keys is None:
             return None
-        return keys, Command(("GET", keys.session))
+        reply = yield Command((READ_COMMAND, keys.session))
+        return self.found(keys, reply)
 
     def found(self, keys: SessionKeys, reply: bytes | str | None) -> Session | None:
-        """Decode the reply to :meth:`lookup`'s command."""
+        """Decode the reply to ``READ_COMMAND`` of ``keys.session``."""
         return decode_record(reply, keys, self.clock())
 
     def renew(self, token: str) -> Generator[Call, Any, tuple[str, Session] | None]:

@@ -21,13 +21,14 @@ from __future__ import annotations
 import hmac
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from .errors import ConfigurationError
-from .session import Session, build_session, freeze_attributes, session_state
-from .tokens import CHECK_LENGTH, token_digest, token_user_tag
+from .session import Session, build_session, session_state
+from .tokens import CHECK_LENGTH, USER_TAG_LENGTH, token_digest
 
 __all__ = [
     "KeySpace",
@@ -93,9 +94,14 @@ class KeySpace:
 
     def for_token(self, token: str) -> SessionKeys:
         """Derive the keys of a token that has the issued shape."""
-        tag = token_user_tag(token)
+        # token_user_tag, session_key and index_key written out, because this
+        # runs on every request.
+        tag = token[:USER_TAG_LENGTH]
         digest = token_digest(token)
-        return SessionKeys(digest, self.session_key(tag, digest), self.index_key(tag))
+        prefix = self.prefix
+        return SessionKeys(
+            digest, f"{prefix}s:{{{tag}}}{digest}", f"{prefix}u:{{{tag}}}"
+        )
 
 
 def encode_payload(user_id: str, attributes: Mapping[str, Any]) -> str:
@@ -153,17 +159,20 @@ def _text(reply: bytes | str) -> str:
     return reply.decode("utf-8") if isinstance(reply, bytes) else reply
 
 
-_JSON_DECODER = json.JSONDecoder()
+# The C scanner behind json.loads, called directly: json.loads adds a byte
+# order mark check, two whitespace scans and two Python calls, which cost more
+# than decoding a short payload.
+# The type stubs do not declare the scanner attribute.
+_SCAN_JSON: Callable[[str, int], tuple[Any, int]]
+_SCAN_JSON = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 def _load_payload(payload: str) -> Any:
-    # raw_decode skips the byte order mark check and the two whitespace scans
-    # of json.loads, which cost more than decoding a short payload. Whatever
-    # raw_decode rejects or leaves unread goes to json.loads, so the results
-    # and errors are those of json.loads.
+    # Whatever the scanner rejects or leaves unread goes to json.loads, so the
+    # results and errors are those of json.loads.
     try:
-        value, end = _JSON_DECODER.raw_decode(payload)
-    except ValueError:
+        value, end = _SCAN_JSON(payload, 0)
+    except (StopIteration, ValueError):
         return json.loads(payload)
     if end != len(payload):
         return json.loads(payload)
@@ -203,7 +212,9 @@ def decode_record(
     return build_session(
         session_id=keys.digest,
         user_id=user_id,
-        attributes=freeze_attributes(attributes),
+        # Read-only without a copy, because no other code references the decoded
+        # dict. Nested lists and dicts stay mutable.
+        attributes=MappingProxyType(attributes),
         created=created_at,
         active_expires=active_expires,
         idle_expires=idle_expires,

@@ -50,6 +50,10 @@ class RequestAuth(_Token):
         self._lock = threading.Lock()
         self._session: Session | None = _UNSET
 
+    def _remember(self, session: Session | None) -> None:
+        # The middleware's eager lookup, made before the app can see this object.
+        self._session = session
+
     def lookup(self) -> Session | None:
         """Return the active or idle session, looking it up on first use.
 

@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from types import MappingProxyType
 from typing import Any, Literal
 
 from .errors import ConfigurationError
@@ -201,12 +200,3 @@ def scopes_of(attributes: Mapping[str, Any]) -> tuple[str, ...]:
         # and this runs once per authenticated request.
         return tuple([item for item in granted if isinstance(item, str)])
     return ()
-
-
-def freeze_attributes(attributes: dict[str, Any]) -> Mapping[str, Any]:
-    """Wrap freshly decoded attributes so a Session cannot change them.
-
-    The dict is not copied, so the caller must hold no other reference to it.
-    Nested lists and dicts stay mutable.
-    """
-    return MappingProxyType(attributes)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import redis
@@ -17,7 +17,7 @@ from ._base_store import (
     script_commands,
 )
 from .errors import InvalidSessionError
-from .operations import Call, Command, Operation, ScriptCall
+from .operations import READ_COMMAND, Call, Command, Operation, ScriptCall
 from .session import Session
 
 __all__ = ["SessionStore"]
@@ -59,11 +59,14 @@ class SessionStore(BaseStore):
 
     def find_session(self, token: str) -> Session | None:
         """Return the active or idle session of ``token``, or None."""
-        lookup = self._operations.lookup(token)
-        if lookup is None:
+        operations = self._operations
+        keys = operations.keys_for(token)
+        if keys is None:
             return None
-        keys, command = lookup
-        return self._operations.found(keys, self._execute("find_session", command))
+        reply = self._guarded(
+            "find_session", self.client.execute_command, (READ_COMMAND, keys.session)
+        )
+        return operations.found(keys, reply)
 
     def get_session(self, token: str) -> Session:
         """Return the active or idle session of ``token``.
@@ -126,9 +129,17 @@ class SessionStore(BaseStore):
             return stop.value
 
     def _execute(self, operation: str, call: Call) -> Any:
+        if isinstance(call, Command):
+            return self._guarded(operation, self.client.execute_command, call.args)
+        return self._guarded(operation, self._send_script, (call,))
+
+    def _guarded(
+        self, operation: str, send: Callable[..., Any], args: tuple[Any, ...]
+    ) -> Any:
+        """Run ``send(*args)``, once more on a connection error, and map errors."""
         try:
             try:
-                reply = self._send(call)
+                reply = send(*args)
             except RedisConnectionError:
                 # The pool dropped the broken connection, so this attempt runs
                 # on a fresh one. Every call is safe to repeat: a repeated
@@ -138,16 +149,14 @@ class SessionStore(BaseStore):
                 # pool's wait for a free connection times out, so that wait is
                 # repeated too, and the longest wait before a 503 is two pool
                 # timeouts.
-                reply = self._send(call)
+                reply = send(*args)
         except STORE_ERRORS as error:
             raise self._unavailable(operation, error) from error
         if self._outage.failing:
             self._outage.success(operation)
         return reply
 
-    def _send(self, call: Call) -> Any:
-        if isinstance(call, Command):
-            return self.client.execute_command(*call.args)
+    def _send_script(self, call: ScriptCall) -> Any:
         if self.wait_replicas:
             return self._send_and_wait(call)
         script = call.script

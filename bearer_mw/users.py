@@ -71,13 +71,34 @@ class AnonymousUser:
 
 
 class BearerCredentials:
-    """Scopes granted to the request, and its session if it has one."""
+    """Scopes granted to the request, and its session if it has one.
 
-    __slots__ = ("scopes", "session")
+    For a session, ``scopes`` is built on first read: ``authenticated``, the
+    name Starlette's ``@requires("authenticated")`` checks, followed by the
+    session's grants. Most requests never read it.
+    """
 
-    def __init__(self, scopes: list[str], session: Session | None = None) -> None:
-        self.scopes = scopes
+    __slots__ = ("_scopes", "session")
+
+    def __init__(
+        self, scopes: list[str] | None = None, session: Session | None = None
+    ) -> None:
+        self._scopes = scopes
         self.session = session
+
+    @property
+    def scopes(self) -> list[str]:
+        """Granted scope names, as Starlette's ``AuthCredentials`` has them."""
+        scopes = self._scopes
+        if scopes is None:
+            session = self.session
+            scopes = ["authenticated", *session.scopes] if session is not None else []
+            self._scopes = scopes
+        return scopes
+
+    @scopes.setter
+    def scopes(self, scopes: list[str]) -> None:
+        self._scopes = scopes
 
     def __repr__(self) -> str:
         return f"BearerCredentials(scopes={self.scopes!r})"
@@ -92,11 +113,5 @@ def anonymous_credentials() -> BearerCredentials:
 
 
 def authenticated(session: Session) -> tuple[BearerUser, BearerCredentials]:
-    """Build the scope's user and auth values for an active session.
-
-    The scopes list starts with ``authenticated``, the name Starlette's
-    ``@requires("authenticated")`` checks, followed by the session's grants.
-    """
-    return BearerUser(session), BearerCredentials(
-        ["authenticated", *session.scopes], session
-    )
+    """Build the scope's user and auth values for an active session."""
+    return BearerUser(session), BearerCredentials(session=session)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from .challenge import Denial, build_error_response
 from .config import AUTH_KEY, SESSION_KEY, MiddlewareConfig
 from .errors import StoreUnavailableError
-from .header import DEFAULT_MAX_LENGTH, parse_authorization
+from .header import DEFAULT_MAX_LENGTH, parse_authorization, read_bearer_token
 from .policy import (
     RENEWAL_HEADERS,
     RENEWAL_METHOD,
@@ -109,24 +109,29 @@ class BearerMiddleware:
         if requirement.public:
             return self.app(environ, start_response)
 
-        credentials = parse_authorization(
-            environ.get("HTTP_AUTHORIZATION"), max_length=config.max_header_length
-        )
-        denial = deny_credentials(credentials, requirement)
-        if denial is not None:
-            return self._deny(denial, start_response)
+        value = environ.get("HTTP_AUTHORIZATION")
+        token = read_bearer_token(value, max_length=config.max_header_length)
+        if token is None:
+            credentials = parse_authorization(
+                value, max_length=config.max_header_length
+            )
+            denial = deny_credentials(credentials, requirement)
+            if denial is not None:
+                return self._deny(denial, start_response)
 
-        auth = RequestAuth(self.store, credentials.token)
+        auth = RequestAuth(self.store, token)
         environ[AUTH_KEY] = auth
-        if credentials.token is None or (config.lazy and not requirement.required):
+        if token is None or (config.lazy and not requirement.required):
             return self._call_app(environ, start_response)
 
         try:
-            session = auth.lookup()
+            session = self.store.find_session(token)
         except StoreUnavailableError:
             if config.anonymous_when_unavailable and not requirement.required:
                 return self._call_app(environ, start_response)
             return self._deny(STORE_UNAVAILABLE, start_response)
+
+        auth._remember(session)
 
         denial = deny_session(session, requirement, config.idle_denial)
         if denial is not None:

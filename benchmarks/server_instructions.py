@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import signal
+import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -96,13 +97,14 @@ def serve_and_count(
     redis_url: str,
     header: str | None,
     count: int,
+    repeat: int = 0,
 ) -> int:
     """Serve ``variant`` under callgrind for ``count`` requests; return its total.
 
     gunicorn's master and worker each write a file, and the worker, which
     serves the requests, is the one with the larger total.
     """
-    name = f"{variant.name.replace(':', '-')}-{count}"
+    name = f"{variant.name.replace(':', '-')}-{count}-repeat{repeat}"
     output = supervisor.log_dir / f"callgrind.{name}.%p"
     port = free_loopback_port()
     # gunicorn forks its worker, and the worker runs the app.
@@ -130,21 +132,35 @@ def serve_and_count(
     return max(totals)
 
 
-def render(counts: list[ServerCount], command: str, started: str) -> str:
-    by_name = {count.variant: count for count in counts}
-    rows = []
+def per_request_by_variant(counts: list[ServerCount]) -> dict[str, list[float]]:
+    """Group the per-request figures of every repeat by variant, in run order."""
+    grouped: dict[str, list[float]] = {}
     for count in counts:
-        interface = count.variant.split(":", 1)[0]
-        raw_get = by_name.get(f"{interface}:raw-get")
-        predicted = (
-            "-" if raw_get is None else f"{raw_get.per_request / count.per_request:.3f}"
-        )
-        rows.append([f"`{count.variant}`", f"{count.per_request:,.0f}", predicted])
+        grouped.setdefault(count.variant, []).append(count.per_request)
+    return grouped
+
+
+def render(counts: list[ServerCount], command: str, started: str) -> str:
+    """Render the page: the median per variant and, with repeats, their range."""
+    grouped = per_request_by_variant(counts)
+    medians = {name: statistics.median(figures) for name, figures in grouped.items()}
+    repeated = any(len(figures) > 1 for figures in grouped.values())
+    rows = []
+    for name, figures in grouped.items():
+        interface = name.split(":", 1)[0]
+        raw_get = medians.get(f"{interface}:raw-get")
+        predicted = "-" if raw_get is None else f"{raw_get / medians[name]:.3f}"
+        row = [f"`{name}`", f"{medians[name]:,.0f}", predicted]
+        if repeated:
+            row.append(f"{min(figures):,.0f}-{max(figures):,.0f} ({len(figures)})")
+        rows.append(row)
     header = [
         "variant",
         "server instructions per request",
         "raw-get instructions over these (CPU-bound throughput vs raw-get)",
     ]
+    if repeated:
+        header.append("range of repeats (count)")
     return (
         "\n\n".join(
             [
@@ -152,7 +168,7 @@ def render(counts: list[ServerCount], command: str, started: str) -> str:
                 f"Command: `{command}`",
                 f"Run from {started} to {now_text()}. Requests go one after another on "
                 "one keep-alive connection; uvicorn uses h11 unless httptools is "
-                "installed.",
+                "installed. With repeats, each figure is the median of the repeats.",
                 table(header, rows),
             ]
         )
@@ -160,17 +176,59 @@ def render(counts: list[ServerCount], command: str, started: str) -> str:
     )
 
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.server_instructions",
+        description="Count the instructions per request of whole uvicorn and "
+        "gunicorn processes under callgrind, with a private redis-server on "
+        "loopback.",
+    )
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=DEFAULT_REQUESTS,
+        help="requests of the short run; the long run sends "
+        f"{LONG_RUN_FACTOR} times as many (default {DEFAULT_REQUESTS})",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="pairs of runs per variant; with more than one, the table shows "
+        "the median and the range (default 1)",
+    )
+    parser.add_argument(
+        "--variants",
+        default=",".join(DEFAULT_VARIANTS),
+        help="comma-separated variant names (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--results-dir",
+        type=Path,
+        default=Path("benchmarks/results"),
+        help="directory for server_instructions.md and .json (default "
+        "benchmarks/results)",
+    )
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.server_instructions")
-    parser.add_argument("--requests", type=int, default=DEFAULT_REQUESTS)
-    parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS))
-    parser.add_argument("--results-dir", type=Path, default=Path("benchmarks/results"))
+    parser = build_parser()
     args = parser.parse_args(argv)
 
     configure_logging(verbose=False)
     if args.requests < 1:
         parser.error("--requests must be at least 1")
-    variants = [VARIANTS_BY_NAME[name] for name in args.variants.split(",")]
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    names = [name.strip() for name in args.variants.split(",") if name.strip()]
+    unknown = [name for name in names if name not in VARIANTS_BY_NAME]
+    if unknown or not names:
+        parser.error(
+            f"unknown variants {', '.join(unknown) or '(none given)'}; choose from "
+            + ", ".join(sorted(VARIANTS_BY_NAME))
+        )
+    variants = [VARIANTS_BY_NAME[name] for name in names]
     command = "python -m benchmarks.server_instructions " + " ".join(
         argv if argv is not None else sys.argv[1:]
     )
@@ -184,18 +242,26 @@ def main(argv: list[str] | None = None) -> int:
         client = target.client()
         tokens = seed_tokens(client)
         client.close()
-        for variant in variants:
-            (value,) = header_values(variant.token_kind, [tokens[variant.scheme]])
-            header = None if value == "-" else value
-            short_total, long_total = (
-                serve_and_count(supervisor, variant, target.url, header, count)
-                for count in (args.requests, args.requests * LONG_RUN_FACTOR)
-            )
-            counts.append(
-                ServerCount(variant.name, short_total, long_total, args.requests)
-            )
-            logger.info("%s: %.0f instructions per request", variant.name,
-                        counts[-1].per_request)  # fmt: skip
+        for repeat in range(args.repeats):
+            for variant in variants:
+                (value,) = header_values(variant.token_kind, [tokens[variant.scheme]])
+                header = None if value == "-" else value
+                short_total, long_total = (
+                    serve_and_count(
+                        supervisor, variant, target.url, header, count, repeat
+                    )
+                    for count in (args.requests, args.requests * LONG_RUN_FACTOR)
+                )
+                count = ServerCount(
+                    variant.name, short_total, long_total, args.requests
+                )
+                counts.append(count)
+                logger.info(
+                    "%s, repeat %d: %.0f instructions per request",
+                    variant.name,
+                    repeat + 1,
+                    count.per_request,
+                )
 
     page = render(counts, command.strip(), started)
     args.results_dir.mkdir(parents=True, exist_ok=True)

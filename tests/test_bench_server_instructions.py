@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from benchmarks.server_instructions import LONG_RUN_FACTOR, ServerCount, render
+import pytest
+
+from benchmarks.server_instructions import LONG_RUN_FACTOR, ServerCount, main, render
 
 
 def test_server_count_per_request() -> None:
@@ -25,3 +27,39 @@ def test_render_predicts_ratio_against_raw_get() -> None:
     assert "| `asgi:bearer_mw` | 1,000 | 0.930 |" in page
     # No WSGI raw-get row, so nothing to compare the WSGI row with.
     assert "| `wsgi:bearer_mw` | 1,000 | - |" in page
+
+
+def test_render_repeats_show_median_and_range() -> None:
+    counts = [
+        ServerCount("wsgi:raw-get", 0, 900 * 400, 200),
+        ServerCount("wsgi:bearer_mw", 0, 1010 * 400, 200),
+        ServerCount("wsgi:raw-get", 0, 960 * 400, 200),
+        ServerCount("wsgi:bearer_mw", 0, 1000 * 400, 200),
+        ServerCount("wsgi:raw-get", 0, 950 * 400, 200),
+        ServerCount("wsgi:bearer_mw", 0, 1020 * 400, 200),
+    ]
+
+    page = render(counts, "python -m benchmarks.server_instructions", "start")
+
+    assert "range of repeats (count)" in page
+    assert "| `wsgi:raw-get` | 950 | 1.000 | 900-960 (3) |" in page
+    assert "| `wsgi:bearer_mw` | 1,010 | 0.941 | 1,000-1,020 (3) |" in page
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param(["--variants", "asgi:nope"], id="unknown-variant"),
+        pytest.param(["--variants", ","], id="no-variant"),
+        pytest.param(["--repeats", "0"], id="no-repeat"),
+        pytest.param(["--requests", "0"], id="no-request"),
+    ],
+)
+def test_main_rejects_bad_arguments(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+
+    assert exited.value.code == 2
+    assert "error:" in capsys.readouterr().err

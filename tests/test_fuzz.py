@@ -19,7 +19,7 @@ from bearer_mw import (
     BearerMiddleware,
     SessionStore,
 )
-from bearer_mw.header import CredentialsStatus, parse_authorization
+from bearer_mw.header import CredentialsStatus, parse_authorization, read_bearer_token
 from tests.middleware_support import CountingClient, echo_asgi_app, echo_wsgi_app
 
 # RFC 6750, section 2.1, written independently of the parser's own pattern.
@@ -74,6 +74,7 @@ def test_parse_never_raises(value: bytes) -> None:
         assert text[6:].lstrip(" ") == credentials.token
     else:
         assert credentials.token is None
+    assert read_bearer_token(value) == credentials.token
 
 
 @settings(max_examples=1_000, deadline=None)

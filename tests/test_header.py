@@ -40,6 +40,22 @@ def test_parse_header_table_as_text(
     assert credentials.token == token
 
 
+@pytest.mark.parametrize(("value", "status", "token", "required_status"), HEADER_CASES)
+@pytest.mark.parametrize("max_length", [DEFAULT_MAX_LENGTH, 12])
+def test_read_bearer_token_agrees_with_parse(
+    value: bytes,
+    status: CredentialsStatus,
+    token: str | None,
+    required_status: int,
+    max_length: int,
+) -> None:
+    # The middleware reads the token first and parses only when it gets None.
+    parsed = parse_authorization(value, max_length=max_length)
+
+    assert read_bearer_token(value, max_length=max_length) == parsed.token
+    assert (parsed.token is None) is (parsed.status is not CredentialsStatus.BEARER)
+
+
 @pytest.mark.parametrize(
     ("value", "token"),
     [
