@@ -29,13 +29,13 @@ __all__ = ["DEFAULT_MAX_CONNECTIONS", "DEFAULT_TIMEOUT", "redis_from_url"]
 DEFAULT_TIMEOUT = 2.0
 #: Connections per client. Callers beyond this wait for a free connection, up
 #: to ``pool_timeout``, instead of opening more. Connections open only when
-#: needed.
-# NOTE: with 256 concurrent requests on one uvicorn process, a pool of 256 had
-# a far shorter tail than 64 (p99 145 ms against 1.7 s, docs/performance-notes.md).
-# It stays 64 because, in one fault test with 256 connections opened during a
-# frozen Redis, every request right after the freeze failed, for a reason not
-# yet found.
-DEFAULT_MAX_CONNECTIONS = 64
+#: needed. With 256 concurrent requests on one uvicorn process, a pool of 256
+#: had a p99 of 145 ms against 1.7 s for 64 (docs/performance-notes.md).
+# NOTE: an asyncio client's connect and read timeouts also count the time that
+# its event loop spends on other tasks. At start and after an outage, every
+# concurrent request opens a new connection, so a timeout far below the 2 s
+# default can expire in the client itself (docs/reliability.md).
+DEFAULT_MAX_CONNECTIONS = 256
 #: Seconds a pooled connection may sit unused before it is checked with PING.
 DEFAULT_HEALTH_CHECK_INTERVAL = 30
 

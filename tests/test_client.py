@@ -51,7 +51,7 @@ def test_redis_from_url_tcp_settings(use_asyncio: bool) -> None:
     assert options["retry"].get_retries() == 0  # type: ignore[attr-defined]
     assert options["retry_on_error"] == []
     assert pool.max_connections == DEFAULT_MAX_CONNECTIONS
-    assert pool.max_connections == 64
+    assert pool.max_connections == 256
     assert pool.timeout == 1.5  # type: ignore[union-attr]
 
 
