@@ -132,6 +132,28 @@ missed target would take.
 """
 
 
+SERVER_INSTRUCTIONS_INTRO = """\
+`python -m benchmarks.server_instructions` counts, under callgrind, the
+instructions that a whole uvicorn or gunicorn process executes per request, in
+a run separate from the load runs above. Instruction counts do not change with
+other load on the machine, so the last column predicts the throughput ratio
+to `raw-get` of a server whose CPU is the bottleneck, free of the noise that
+moves the req/s figures. `benchmarks/README.md` describes the method.
+"""
+
+
+def server_instructions_sections(results_dir: Path) -> list[str]:
+    """Return the heading, introduction and table of the latest server count.
+
+    Empty when ``results_dir`` holds no ``server_instructions.md``.
+    """
+    path = results_dir / "server_instructions.md"
+    if not path.exists():
+        return []
+    _title, _, body = path.read_text().partition("\n")
+    return ["## Server instructions per request", SERVER_INSTRUCTIONS_INTRO, body]
+
+
 def render_docs_page(result: RunResult, results_dir: Path) -> str:
     """Render the page, linking the plots that the run saved in ``results_dir``."""
     plot_prefix = Path(
@@ -147,6 +169,7 @@ def render_docs_page(result: RunResult, results_dir: Path) -> str:
         f"Command: `{result.command}`",
         f"Run from {result.started_at} to {result.finished_at}.",
         render_sections(result, plot_prefix + "/"),
+        *server_instructions_sections(results_dir),
     ]
     return "\n\n".join(section.strip("\n") for section in sections) + "\n"
 

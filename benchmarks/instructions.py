@@ -19,7 +19,7 @@ import logging
 import platform
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from importlib import metadata
 from pathlib import Path
 
@@ -42,7 +42,7 @@ from benchmarks.redis_server import HarnessClient, server_version, start_redis_s
 from benchmarks.request_loop import AUTHORIZATION_ENV
 from benchmarks.runner import now_text, supervised_run
 from benchmarks.servers import server_environment
-from benchmarks.variants import Variant
+from benchmarks.variants import TokenScheme, Variant
 
 logger = logging.getLogger("benchmarks")
 RESULTS_STEM = "instructions"
@@ -51,14 +51,20 @@ RESULTS_STEM = "instructions"
 CHECK_REQUESTS = 5
 
 
-def seed_tokens(client: HarnessClient) -> dict[str, str]:
-    """Store one bearer_mw session and one raw-get record, and return their tokens."""
-    store = SessionStore(client)
-    bearer_mw_token, _ = store.create_session(
-        seeding.user_id_for(0), seeding.SESSION_STATE
-    )
-    (raw_token,) = seeding.seed_peer_scheme(client, "raw", 1)
-    return {"bearer_mw": bearer_mw_token, "raw": raw_token}
+def seed_tokens(
+    client: HarnessClient, schemes: Iterable[TokenScheme] = ("bearer_mw", "raw")
+) -> dict[str, str]:
+    """Store one token of each scheme, and return the tokens by scheme."""
+    tokens: dict[str, str] = {}
+    for scheme in sorted(set(schemes)):
+        if scheme == "bearer_mw":
+            store = SessionStore(client)
+            tokens[scheme], _ = store.create_session(
+                seeding.user_id_for(0), seeding.SESSION_STATE
+            )
+        else:
+            (tokens[scheme],) = seeding.seed_peer_scheme(client, scheme, 1)
+    return tokens
 
 
 def child_environment(

@@ -47,7 +47,9 @@ DEFAULT_REQUESTS = 200
 LONG_RUN_FACTOR = 3
 # Python starts about 50 times slower under valgrind, so readiness takes a while.
 READY_TIMEOUT_SECONDS = 180.0
-EXIT_TIMEOUT_SECONDS = 120.0
+EXIT_TIMEOUT_SECONDS = 120
+# Shorter than the wait for the exit, so a hung worker is killed and reported.
+GRACEFUL_TIMEOUT_SECONDS = 90
 RESULTS_STEM = "server_instructions"
 
 
@@ -107,10 +109,13 @@ def serve_and_count(
     name = f"{variant.name.replace(':', '-')}-{count}-repeat{repeat}"
     output = supervisor.log_dir / f"callgrind.{name}.%p"
     port = free_loopback_port()
+    command = server_command(variant.app, port, 4)
+    if variant.app.interface == "wsgi":
+        # Under valgrind a worker can take longer than gunicorn's default 30 s
+        # to exit, and the master would then kill it and lose its count.
+        command += ["--graceful-timeout", str(GRACEFUL_TIMEOUT_SECONDS)]
     # gunicorn forks its worker, and the worker runs the app.
-    argv = callgrind.callgrind_argv(
-        server_command(variant.app, port, 4), output, trace_children=True
-    )
+    argv = callgrind.callgrind_argv(command, output, trace_children=True)
     env = server_environment(variant.app, redis_url)
     env["PYTHONHASHSEED"] = "0"
     child = supervisor.start(name, argv, env=env)
@@ -127,8 +132,15 @@ def serve_and_count(
         callgrind.read_total_instructions(path)
         for path in supervisor.log_dir.glob(f"callgrind.{name}.*")
     ]
-    if not totals:
-        raise RuntimeError(f"callgrind wrote no output for {name}")
+    # One file per process: uvicorn's, or gunicorn's master and its one worker.
+    # Another number means that a worker was lost or replaced mid-run.
+    expected_files = 2 if variant.app.interface == "wsgi" else 1
+    if len(totals) != expected_files:
+        raise RuntimeError(
+            f"callgrind wrote {len(totals)} output files for {name}, expected "
+            f"{expected_files}; a server process was killed or restarted during "
+            "the run, so rerun it on a less loaded machine"
+        )
     return max(totals)
 
 
@@ -240,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         data_dir.mkdir()
         target = start_redis_server(supervisor, data_dir, None)
         client = target.client()
-        tokens = seed_tokens(client)
+        tokens = seed_tokens(client, [variant.scheme for variant in variants])
         client.close()
         for repeat in range(args.repeats):
             for variant in variants:
@@ -255,6 +267,12 @@ def main(argv: list[str] | None = None) -> int:
                 count = ServerCount(
                     variant.name, short_total, long_total, args.requests
                 )
+                if count.per_request <= 0:
+                    raise RuntimeError(
+                        f"{variant.name}: the run with more requests counted "
+                        f"{long_total:,} instructions, not more than the "
+                        f"{short_total:,} of the shorter run"
+                    )
                 counts.append(count)
                 logger.info(
                     "%s, repeat %d: %.0f instructions per request",

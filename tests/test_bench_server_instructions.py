@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from benchmarks.docs_page import server_instructions_sections
 from benchmarks.server_instructions import LONG_RUN_FACTOR, ServerCount, main, render
 
 
@@ -63,3 +66,22 @@ def test_main_rejects_bad_arguments(
 
     assert exited.value.code == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_docs_page_embeds_server_count(tmp_path: Path) -> None:
+    counts = [
+        ServerCount("wsgi:raw-get", 0, 950 * 400, 200),
+        ServerCount("wsgi:bearer_mw", 0, 1000 * 400, 200),
+    ]
+    page = render(counts, "python -m benchmarks.server_instructions", "start")
+    (tmp_path / "server_instructions.md").write_text(page)
+
+    sections = server_instructions_sections(tmp_path)
+
+    assert sections[0] == "## Server instructions per request"
+    assert "# Server instructions per request" not in sections[2]
+    assert "| `wsgi:bearer_mw` | 1,000 | 0.950 |" in sections[2]
+
+
+def test_docs_page_without_server_count(tmp_path: Path) -> None:
+    assert server_instructions_sections(tmp_path) == []
