@@ -19,7 +19,7 @@ from .header import (
     SEVERAL_METHODS,
     Credentials,
     CredentialsStatus,
-    parse_authorization,
+    classify_without_token,
     read_bearer_token,
 )
 from .policy import (
@@ -223,7 +223,7 @@ class AsyncBearerMiddleware:
         token = read_bearer_token(value, max_length=max_length)
         if token is not None:
             return token, changes
-        return parse_authorization(value, max_length=max_length), changes
+        return classify_without_token(value, max_length=max_length), changes
 
     async def _deny(
         self,

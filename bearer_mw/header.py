@@ -22,6 +22,7 @@ __all__ = [
     "DEFAULT_MAX_LENGTH",
     "Credentials",
     "CredentialsStatus",
+    "classify_without_token",
     "parse_authorization",
     "read_bearer_token",
 ]
@@ -105,6 +106,17 @@ def parse_authorization(
     token = read_bearer_token(value, max_length=max_length)
     if token is not None:
         return Credentials(CredentialsStatus.BEARER, token)
+    return classify_without_token(value, max_length=max_length)
+
+
+def classify_without_token(
+    value: str | bytes | None, *, max_length: int = DEFAULT_MAX_LENGTH
+) -> Credentials:
+    """Classify a value in which :func:`read_bearer_token` found no token.
+
+    The middleware calls this only after that fast path, so a missing or
+    malformed header is matched against the Bearer pattern once.
+    """
     if value is None:
         return ABSENT
     if isinstance(value, bytes):
@@ -157,10 +169,9 @@ def read_bearer_token(
     """Return the Bearer token in an ``Authorization`` header value, or None.
 
     None means there is no usable Bearer credential: the header is absent, of
-    another scheme, empty or malformed, and :func:`parse_authorization`
-    distinguishes these. The middleware calls this first and parses the value
-    again only when it returns None, so a well-formed request builds no
-    :class:`Credentials`.
+    another scheme, empty or malformed, and :func:`classify_without_token`
+    distinguishes these. The middleware calls this first, so a well-formed
+    request builds no :class:`Credentials`.
     """
     if value is None:
         return None

@@ -44,10 +44,7 @@ READ_COMMAND = "GET"
 
 
 class Command(NamedTuple):
-    """One Redis command; ``args`` go to ``execute_command`` as they are.
-
-    Named tuples rather than dataclasses, because one is built per request.
-    """
+    """One Redis command; ``args`` go to ``execute_command`` as they are."""
 
     args: tuple[Any, ...]
 
@@ -110,21 +107,12 @@ class Operations:
         assert session is not None, "a fresh record decodes to a live session"
         return token, session
 
-    def find(self, token: str) -> Generator[Call, Any, Session | None]:
-        """Read the active or idle session of ``token``; None when there is none.
-
-        The stores run :meth:`keys_for`, one ``READ_COMMAND`` of the session
-        key and :meth:`found` directly on the per-request path, without this
-        generator.
-        """
-        keys = self.keys_for(token)
-        if keys is None:
-            return None
-        reply = yield Command((READ_COMMAND, keys.session))
-        return self.found(keys, reply)
-
     def found(self, keys: SessionKeys, reply: bytes | str | None) -> Session | None:
-        """Decode the reply to ``READ_COMMAND`` of ``keys.session``."""
+        """Decode the reply to ``READ_COMMAND`` of ``keys.session``.
+
+        The stores call :meth:`keys_for`, send that one command and call this
+        directly, without a generator, because a lookup runs on every request.
+        """
         return decode_record(reply, keys, self.clock())
 
     def renew(self, token: str) -> Generator[Call, Any, tuple[str, Session] | None]:
@@ -183,7 +171,7 @@ class Operations:
         if successor is None:
             return None
         successor_keys = self.keys.for_token(successor)
-        reply = yield Command(("GET", successor_keys.session))
+        reply = yield Command((READ_COMMAND, successor_keys.session))
         session = decode_record(reply, successor_keys, self.clock())
         return None if session is None else (successor, session)
 

@@ -10,7 +10,12 @@ from typing import TYPE_CHECKING
 from .challenge import Denial, build_error_response
 from .config import AUTH_KEY, SESSION_KEY, MiddlewareConfig
 from .errors import StoreUnavailableError
-from .header import DEFAULT_MAX_LENGTH, parse_authorization, read_bearer_token
+from .header import (
+    DEFAULT_MAX_LENGTH,
+    classify_without_token,
+    parse_authorization,
+    read_bearer_token,
+)
 from .policy import (
     RENEWAL_HEADERS,
     RENEWAL_METHOD,
@@ -112,7 +117,7 @@ class BearerMiddleware:
         value = environ.get("HTTP_AUTHORIZATION")
         token = read_bearer_token(value, max_length=config.max_header_length)
         if token is None:
-            credentials = parse_authorization(
+            credentials = classify_without_token(
                 value, max_length=config.max_header_length
             )
             denial = deny_credentials(credentials, requirement)

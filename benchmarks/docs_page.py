@@ -145,7 +145,7 @@ moves the req/s figures. `benchmarks/README.md` describes the method.
 def server_instructions_sections(results_dir: Path) -> list[str]:
     """Return the heading, introduction and table of the latest server count.
 
-    Empty when ``results_dir`` holds no ``server_instructions.md``.
+    Empty when ``results_dir`` contains no ``server_instructions.md``.
     """
     path = results_dir / "server_instructions.md"
     if not path.exists():
