@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib
 import re
+from types import ModuleType
 
 import pytest
 
 from bearer_mw import read_bearer_token
+from bearer_mw import tokens as tokens_module
 from bearer_mw.header import CredentialsStatus, parse_authorization
 from bearer_mw.tokens import (
     DIGEST_LENGTH,
@@ -182,6 +185,37 @@ def test_token_digest_differs_per_token() -> None:
     assert len(digests) == len(tokens)
     for token in tokens:
         assert token.split(".")[1] not in token_digest(token)
+
+
+def test_token_digest_matches_hashlib_sha256() -> None:
+    tags = [user_tag(f"user-{index}") for index in range(50)]
+    tokens = [new_token(tag) for tag in tags for _ in range(20)]
+
+    for token in tokens:
+        expected = b64url(hashlib.sha256(token.encode("ascii")).digest())
+        assert token_digest(token) == expected[:DIGEST_LENGTH]
+
+
+def test_request_sha256_prefers_cpython_module() -> None:
+    chosen = tokens_module._REQUEST_SHA256
+
+    assert chosen is not hashlib.sha256
+    assert chosen.__module__ in {"_sha2", "_sha256"}
+
+
+def test_request_sha256_falls_back_to_hashlib(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_import = importlib.import_module
+
+    def without_builtin(name: str, package: str | None = None) -> ModuleType:
+        if name in {"_sha2", "_sha256"}:
+            raise ImportError(f"no module named {name}")
+        return real_import(name, package)
+
+    monkeypatch.setattr(importlib, "import_module", without_builtin)
+
+    assert tokens_module._request_sha256() is hashlib.sha256
 
 
 # Sealed successors
