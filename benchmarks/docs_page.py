@@ -154,6 +154,31 @@ def server_instructions_sections(results_dir: Path) -> list[str]:
     return ["## Server instructions per request", SERVER_INSTRUCTIONS_INTRO, body]
 
 
+BREAKDOWN_INTRO = """\
+`python -m benchmarks.breakdown` calls the `raw-get` and `bearer_mw` apps in one
+process, against a private redis-server, and measures CPU time per request.
+It also measures bearer_mw with parts of its lookup replaced by results
+computed before the run, so what a part saves is what it costs. Instruction
+counts weigh every instruction alike, and this shows how the added
+microseconds divide between the parts. `benchmarks/README.md` describes the
+method.
+"""
+
+
+def breakdown_sections(results_dir: Path) -> list[str]:
+    """Return the heading, introduction and tables of the latest CPU breakdown.
+
+    Empty when ``results_dir`` contains no ``breakdown.md``. The report's own
+    headings move one level down, under the page's heading.
+    """
+    path = results_dir / "breakdown.md"
+    if not path.exists():
+        return []
+    _title, _, body = path.read_text().partition("\n")
+    body = body.replace("\n## ", "\n### ")
+    return ["## CPU time of bearer_mw's parts", BREAKDOWN_INTRO, body]
+
+
 def render_docs_page(result: RunResult, results_dir: Path) -> str:
     """Render the page, linking the plots that the run saved in ``results_dir``."""
     plot_prefix = Path(
@@ -170,6 +195,7 @@ def render_docs_page(result: RunResult, results_dir: Path) -> str:
         f"Run from {result.started_at} to {result.finished_at}.",
         render_sections(result, plot_prefix + "/"),
         *server_instructions_sections(results_dir),
+        *breakdown_sections(results_dir),
     ]
     return "\n\n".join(section.strip("\n") for section in sections) + "\n"
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+import redis.asyncio
+
 from bearer_mw import AsyncBearerMiddleware, AsyncSessionStore
 from benchmarks.apps import settings
 
@@ -30,8 +32,10 @@ async def bare_app(scope: Scope, receive: Receive, send: Send) -> None:
     await send_json(send, 200, settings.user_body(settings.ANONYMOUS_USER_ID))
 
 
-def build_raw_get_app() -> ASGIApp:
-    client = settings.build_async_client()
+def build_raw_get_app(client: redis.asyncio.Redis | None = None) -> ASGIApp:
+    """Build the raw-get app on ``client``, or on a client of its own."""
+    if client is None:
+        client = settings.build_async_client()
 
     async def raw_get_app(scope: Scope, receive: Receive, send: Send) -> None:
         token = None
@@ -59,8 +63,13 @@ async def ignore_session_app(scope: Scope, receive: Receive, send: Send) -> None
     await send_json(send, 200, settings.user_body(None))
 
 
-def build_bearer_mw_app(*, lazy: bool) -> ASGIApp:
-    store = AsyncSessionStore(settings.build_async_client())
+def build_bearer_mw_app(
+    *, lazy: bool, client: redis.asyncio.Redis | None = None
+) -> ASGIApp:
+    """Build the bearer_mw app on ``client``, or on a client of its own."""
+    if client is None:
+        client = settings.build_async_client()
+    store = AsyncSessionStore(client)
     inner = ignore_session_app if lazy else session_user_app
     # Lazy mode skips the lookup only on routes that do not require a session, so
     # the lazy variant makes the session optional.

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import redis
+
 from bearer_mw import BearerMiddleware, SessionStore
 from benchmarks.apps import settings
 
@@ -29,8 +31,10 @@ def bare_app(environ: Environ, start_response: StartResponse) -> list[bytes]:
     )
 
 
-def build_raw_get_app() -> WSGIApp:
-    client = settings.build_sync_client()
+def build_raw_get_app(client: redis.Redis | None = None) -> WSGIApp:
+    """Build the raw-get app on ``client``, or on a client of its own."""
+    if client is None:
+        client = settings.build_sync_client()
 
     def raw_get_app(environ: Environ, start_response: StartResponse) -> list[bytes]:
         header = environ.get("HTTP_AUTHORIZATION")
@@ -54,8 +58,11 @@ def ignore_session_app(environ: Environ, start_response: StartResponse) -> list[
     return json_response(start_response, 200, settings.user_body(None))
 
 
-def build_bearer_mw_app(*, lazy: bool) -> WSGIApp:
-    store = SessionStore(settings.build_sync_client())
+def build_bearer_mw_app(*, lazy: bool, client: redis.Redis | None = None) -> WSGIApp:
+    """Build the bearer_mw app on ``client``, or on a client of its own."""
+    if client is None:
+        client = settings.build_sync_client()
+    store = SessionStore(client)
     inner = ignore_session_app if lazy else remote_user_app
     # Lazy mode skips the lookup only on routes that do not require a session, so
     # the lazy variant makes the session optional.

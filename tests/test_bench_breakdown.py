@@ -1,0 +1,183 @@
+"""The CPU breakdown of bearer_mw's parts: arithmetic, patches and one real run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import redis
+
+from bearer_mw import SessionStore, tokens
+from benchmarks import breakdown
+from benchmarks.breakdown import (
+    BEARER_MW,
+    BOTH_GIVEN,
+    KEYS_GIVEN,
+    OPENSSL_SHA256,
+    RAW_GET,
+    RECORD_GIVEN,
+    VARIANTS,
+    InterfaceSamples,
+    attribute_replaced,
+    interface_list,
+    render_markdown,
+    summarise,
+    variant_patches,
+)
+from benchmarks.docs_page import breakdown_sections
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    with redis.Redis.from_url(redis_url) as client:
+        yield client
+
+
+def stored_reply(client: redis.Redis, store: SessionStore, token: str) -> Any:
+    keys = store._operations.keys_for(token)
+    assert keys is not None
+    return client.get(keys.session)
+
+
+def rows_by_variant(samples: InterfaceSamples) -> dict[str, dict[str, Any]]:
+    return {row["variant"]: row for row in summarise(samples)}
+
+
+def test_summarise_uses_per_round_differences() -> None:
+    samples = InterfaceSamples(
+        "wsgi",
+        {
+            RAW_GET: [100.0, 200.0, 100.0],
+            BEARER_MW: [110.0, 230.0, 104.0],
+            KEYS_GIVEN: [105.0, 215.0, 103.0],
+        },
+    )
+
+    rows = rows_by_variant(samples)
+
+    assert rows[BEARER_MW]["added_us"] == 10.0
+    assert rows[KEYS_GIVEN]["saved_us"] == 5.0
+    assert rows[KEYS_GIVEN]["added_us"] == 5.0
+    assert rows[RAW_GET]["added_us"] == 0.0
+    assert rows[BEARER_MW]["cpu_us"] == 110.0
+
+
+def test_summarise_ratio_is_median_of_round_ratios() -> None:
+    samples = InterfaceSamples(
+        "asgi",
+        {RAW_GET: [100.0, 300.0, 90.0], BEARER_MW: [125.0, 310.0, 100.0]},
+    )
+
+    row = rows_by_variant(samples)[BEARER_MW]
+
+    assert row["vs_raw_get"] == pytest.approx(0.9)
+    assert row["vs_raw_get_range"] == pytest.approx((0.8, 300.0 / 310.0))
+
+
+def test_interface_list_accepts_known_names() -> None:
+    assert interface_list("asgi, wsgi,asgi") == ("asgi", "wsgi")
+
+
+@pytest.mark.parametrize("text", ["", "wsgi,http", ","])
+def test_interface_list_rejects_unknown(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError):
+        interface_list(text)
+
+
+def test_attribute_replaced_restores_value() -> None:
+    target = SimpleNamespace(value=1)
+
+    with attribute_replaced(target, "value", 2):
+        assert target.value == 2
+        with attribute_replaced(target, "extra", 3):
+            assert target.extra == 3
+
+    assert target.value == 1
+    assert not hasattr(target, "extra")
+
+
+def test_variant_patches_skip_the_replaced_part(
+    redis_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SessionStore(redis_client)
+    token, session = store.create_session("user-1", {"scopes": ["read"]})
+    reply = stored_reply(redis_client, store, token)
+    patches = variant_patches(store, token, reply)
+
+    def failing_digest(data: bytes) -> Any:
+        raise AssertionError("the digest ran")
+
+    monkeypatch.setattr(tokens, "_REQUEST_SHA256", failing_digest)
+    with patches[KEYS_GIVEN]():
+        assert store.find_session(token) == session
+    with pytest.raises(AssertionError, match="the digest ran"):
+        store.find_session(token)
+
+    monkeypatch.undo()
+    with patches[OPENSSL_SHA256]():
+        assert tokens._REQUEST_SHA256.__module__ == "_hashlib"
+        assert store.find_session(token) == session
+    assert tokens._REQUEST_SHA256.__module__ in {"_sha2", "_sha256"}
+
+
+def test_variant_patches_return_session_without_decoding(redis_client: Any) -> None:
+    store = SessionStore(redis_client)
+    token, session = store.create_session("user-2")
+    reply = stored_reply(redis_client, store, token)
+    patches = variant_patches(store, token, reply)
+
+    redis_client.flushdb()
+
+    with patches[RECORD_GIVEN]():
+        # The record is gone, but the replaced decoding still returns the session.
+        assert store.find_session(token) == session
+    with patches[BOTH_GIVEN]():
+        assert store._operations.keys_for("not a token") is not None
+        assert store.find_session(token) == session
+    assert store._operations.keys_for("not a token") is None
+    assert store.find_session(token) is None
+
+
+def test_main_writes_tables_for_both_interfaces(tmp_path: Path) -> None:
+    argv = ["--requests", "20", "--warmup", "5", "--rounds", "2"]
+    argv += ["--results-dir", str(tmp_path)]
+
+    assert breakdown.main(argv) == 0
+
+    markdown = (tmp_path / "breakdown.md").read_text()
+    data = json.loads((tmp_path / "breakdown.json").read_text())
+    assert "## WSGI" in markdown
+    assert "## ASGI" in markdown
+    for interface in ("wsgi", "asgi"):
+        samples = data["interfaces"][interface]["samples_us"]
+        assert list(samples) == list(VARIANTS)
+        for name in VARIANTS:
+            assert len(samples[name]) == 2
+            assert all(value > 0 for value in samples[name])
+    rows = {row["variant"]: row for row in data["interfaces"]["wsgi"]["rows"]}
+    assert set(rows) == set(VARIANTS)
+
+
+def test_docs_page_embeds_breakdown(tmp_path: Path) -> None:
+    samples = InterfaceSamples(
+        "wsgi", {RAW_GET: [100.0, 100.0], BEARER_MW: [110.0, 112.0]}
+    )
+    report = render_markdown([samples], {"rounds": "2"}, "python -m x")
+    (tmp_path / "breakdown.md").write_text(report)
+
+    sections = breakdown_sections(tmp_path)
+
+    assert sections[0] == "## CPU time of bearer_mw's parts"
+    assert "\n### WSGI\n" in sections[2]
+    assert "\n## " not in sections[2]
+    assert "| bearer_mw | " in sections[2]
+    assert "| +11.0 | +0.0 | 0.901x |" in sections[2]
+
+
+def test_docs_page_without_breakdown(tmp_path: Path) -> None:
+    assert breakdown_sections(tmp_path) == []
