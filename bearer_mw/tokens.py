@@ -23,6 +23,7 @@ import hmac
 import importlib
 import re
 import secrets
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -91,26 +92,53 @@ def token_user_tag(token: str) -> str:
     return token[:USER_TAG_LENGTH]
 
 
+# SHA-256 of b"abc", which a candidate constructor must reproduce.
+_SHA256_OF_ABC = bytes.fromhex(
+    "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+)
+
+
+def _openssl_fips_mode() -> bool:
+    """Return whether OpenSSL, behind hashlib, runs in FIPS mode."""
+    try:
+        module = importlib.import_module("_hashlib")
+    except ImportError:
+        return False
+    get_fips_mode = getattr(module, "get_fips_mode", None)
+    return callable(get_fips_mode) and bool(get_fips_mode())
+
+
 def _request_sha256() -> Callable[[bytes], Any]:
     """Return the SHA-256 constructor for the digest made on every request.
 
     CPython's own SHA-256 module comes first. In a measured request loop
     against Redis, a digest through it cost about 2 µs less than through
     OpenSSL, which ``hashlib.sha256`` uses, and about 700 fewer instructions
-    (``docs/performance-notes.md``). Both compute the same SHA-256. A CPython
-    built without that module (see ``--with-builtin-hashlib-hashes``) uses
-    ``hashlib.sha256``.
+    (``docs/performance-notes.md``). ``hashlib.sha256`` stays in use on other
+    Pythons, when OpenSSL runs in FIPS mode, and when CPython was built without
+    that module (see ``--with-builtin-hashlib-hashes``). It also stays when the
+    module gives a wrong digest for ``b"abc"``, as a same-named file on
+    ``sys.path`` could.
     """
+    if sys.implementation.name != "cpython" or _openssl_fips_mode():
+        return hashlib.sha256
     # The module is _sha2 from Python 3.12 on, and _sha256 before.
-    for name in ("_sha2", "_sha256"):
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            continue
-        constructor = getattr(module, "sha256", None)
-        if callable(constructor):
-            return constructor  # type: ignore[no-any-return]
-    return hashlib.sha256
+    name = "_sha2" if sys.version_info >= (3, 12) else "_sha256"
+    try:
+        module = importlib.import_module(name)
+    except ImportError:
+        return hashlib.sha256
+    constructor = getattr(module, "sha256", None)
+    if not callable(constructor):
+        return hashlib.sha256
+    try:
+        correct = constructor(b"abc").digest() == _SHA256_OF_ABC
+    except Exception:
+        # A module that fails on b"abc" in any way is not used.
+        correct = False
+    if not correct:
+        return hashlib.sha256
+    return constructor  # type: ignore[no-any-return]
 
 
 _REQUEST_SHA256 = _request_sha256()

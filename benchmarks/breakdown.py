@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import platform
+import shutil
 import statistics
 import sys
 import time
@@ -341,8 +342,21 @@ def measure_callers(
     return measure_rounds(interface, variants, options)
 
 
+def check_before_measuring(results_dir: Path) -> None:
+    """Fail before any measurement when Redis or the results directory is missing."""
+    if shutil.which("redis-server") is None:
+        raise RuntimeError(
+            "redis-server was not found on PATH. Install it (Debian: apt-get "
+            "install redis-server) and run the command again."
+        )
+    results_dir.mkdir(parents=True, exist_ok=True)
+    if not os.access(results_dir, os.W_OK):
+        raise RuntimeError(f"cannot write to the results directory {results_dir}")
+
+
 def run_breakdown(options: BreakdownOptions) -> str:
-    """Start Redis, measure each interface, and return the Markdown report."""
+    """Start Redis, measure each interface, write the results, return the Markdown."""
+    check_before_measuring(options.results_dir)
     started_text = now_text()
     # The cores that a load run gives its servers and its load generator.
     own_cpu, redis_cpu = pinning(no_pin=not options.pin)
@@ -385,7 +399,9 @@ def run_breakdown(options: BreakdownOptions) -> str:
         "machine": f"{platform.machine()}, {cpu_model()}",
     }
     write_json(results, settings_rows, options)
-    return render_markdown(results, settings_rows, options.command)
+    markdown = render_markdown(results, settings_rows, options.command)
+    (options.results_dir / f"{RESULTS_STEM}.md").write_text(markdown)
+    return markdown
 
 
 def write_json(
@@ -406,14 +422,19 @@ def write_json(
     path.write_text(json.dumps(data, indent=2) + "\n")
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return value
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """Return an argument parser for integers of ``minimum`` or more."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {minimum} or more, got {value}")
+        return value
+
+    return parse
 
 
 def interface_list(text: str) -> tuple[str, ...]:
@@ -435,19 +456,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--requests",
-        type=positive_int,
+        type=int_at_least(1),
         default=3000,
         help="requests per measurement (default 3000)",
     )
     parser.add_argument(
         "--warmup",
-        type=positive_int,
+        type=int_at_least(0),
         default=500,
         help="requests per variant before the first round (default 500)",
     )
     parser.add_argument(
         "--rounds",
-        type=positive_int,
+        type=int_at_least(1),
         default=15,
         help="interleaved rounds; the tables show medians (default 15)",
     )
@@ -499,7 +520,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (RuntimeError, OSError, redis.RedisError) as exc:
         logger.error("error: %s", exc, exc_info=logger.isEnabledFor(logging.DEBUG))
         return 1
-    (options.results_dir / f"{RESULTS_STEM}.md").write_text(markdown)
     print(markdown)
     return 0
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,6 +16,7 @@ import redis
 
 from bearer_mw import SessionStore, tokens
 from benchmarks import breakdown
+from benchmarks.apps.settings import REDIS_URL_ENV
 from benchmarks.breakdown import (
     BEARER_MW,
     BOTH_GIVEN,
@@ -22,11 +25,15 @@ from benchmarks.breakdown import (
     RAW_GET,
     RECORD_GIVEN,
     VARIANTS,
+    BreakdownOptions,
     InterfaceSamples,
     attribute_replaced,
     interface_list,
+    measure_rounds,
+    median_difference,
     render_markdown,
     summarise,
+    unchanged,
     variant_patches,
 )
 from benchmarks.docs_page import breakdown_sections
@@ -67,6 +74,15 @@ def test_summarise_uses_per_round_differences() -> None:
     assert rows[BEARER_MW]["cpu_us"] == 110.0
 
 
+def test_median_difference_pairs_rounds() -> None:
+    # Per-round differences 50, 1 and 2 have the median 2, while the
+    # difference of the two medians is 1.
+    minuend = [150.0, 201.0, 302.0]
+    subtrahend = [100.0, 200.0, 300.0]
+
+    assert median_difference(minuend, subtrahend) == 2.0
+
+
 def test_summarise_ratio_is_median_of_round_ratios() -> None:
     samples = InterfaceSamples(
         "asgi",
@@ -99,6 +115,56 @@ def test_attribute_replaced_restores_value() -> None:
 
     assert target.value == 1
     assert not hasattr(target, "extra")
+
+
+def test_attribute_replaced_restores_after_error() -> None:
+    target = SimpleNamespace(value=1)
+
+    def failing_measurement() -> None:
+        with (
+            attribute_replaced(target, "value", 2),
+            attribute_replaced(target, "extra", 3),
+        ):
+            raise RuntimeError("measurement failed")
+
+    with pytest.raises(RuntimeError, match="measurement failed"):
+        failing_measurement()
+
+    assert target.value == 1
+    assert not hasattr(target, "extra")
+
+
+def test_measure_rounds_reverses_order_each_round(tmp_path: Path) -> None:
+    calls: list[str] = []
+
+    def recording_caller(name: str) -> breakdown.Caller:
+        def call(count: int) -> None:
+            calls.append(name)
+
+        return call
+
+    names = (RAW_GET, BEARER_MW, KEYS_GIVEN)
+    callers: dict[str, tuple[breakdown.Caller, breakdown.Patch]] = {
+        name: (recording_caller(name), unchanged) for name in names
+    }
+    options = BreakdownOptions(
+        requests=1,
+        warmup=1,
+        rounds=2,
+        interfaces=("wsgi",),
+        results_dir=tmp_path,
+        pin=False,
+        verbose=False,
+        command="python -m benchmarks.breakdown",
+    )
+
+    result = measure_rounds("wsgi", callers, options)
+
+    assert calls[:3] == list(names)
+    assert calls[3:6] == list(names)
+    assert calls[6:] == list(reversed(names))
+    for name in names:
+        assert len(result.samples[name]) == 2
 
 
 def test_variant_patches_skip_the_replaced_part(
@@ -143,6 +209,7 @@ def test_variant_patches_return_session_without_decoding(redis_client: Any) -> N
     assert store.find_session(token) is None
 
 
+@pytest.mark.usefixtures("redis_installed")
 def test_main_writes_tables_for_both_interfaces(tmp_path: Path) -> None:
     argv = ["--requests", "20", "--warmup", "5", "--rounds", "2"]
     argv += ["--results-dir", str(tmp_path)]
@@ -163,6 +230,33 @@ def test_main_writes_tables_for_both_interfaces(tmp_path: Path) -> None:
     assert set(rows) == set(VARIANTS)
 
 
+@pytest.mark.usefixtures("redis_installed")
+@pytest.mark.parametrize("previous_url", [None, "unix:///nonexistent/previous.sock"])
+def test_main_restores_affinity_and_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, previous_url: str | None
+) -> None:
+    if previous_url is None:
+        monkeypatch.delenv(REDIS_URL_ENV, raising=False)
+    else:
+        monkeypatch.setenv(REDIS_URL_ENV, previous_url)
+    # The affinity calls are faked, so the check can fail even where the
+    # process already runs on one core and pinning would change nothing.
+    affinity_calls: list[set[int]] = []
+    monkeypatch.setattr(breakdown, "pinning", lambda no_pin: (0, None))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(
+        os, "sched_setaffinity", lambda pid, cpus: affinity_calls.append(set(cpus))
+    )
+    argv = ["--requests", "5", "--warmup", "1", "--rounds", "1"]
+    argv += ["--interfaces", "wsgi", "--results-dir", str(tmp_path)]
+
+    assert breakdown.main(argv) == 0
+
+    assert affinity_calls[0] == {0}
+    assert affinity_calls[-1] == {0, 1}
+    assert os.environ.get(REDIS_URL_ENV) == previous_url
+
+
 def test_docs_page_embeds_breakdown(tmp_path: Path) -> None:
     samples = InterfaceSamples(
         "wsgi", {RAW_GET: [100.0, 100.0], BEARER_MW: [110.0, 112.0]}
@@ -181,3 +275,41 @@ def test_docs_page_embeds_breakdown(tmp_path: Path) -> None:
 
 def test_docs_page_without_breakdown(tmp_path: Path) -> None:
     assert breakdown_sections(tmp_path) == []
+
+
+def test_build_options_accepts_zero_warmup() -> None:
+    options = breakdown.build_options(["--warmup", "0"])
+
+    assert options.warmup == 0
+
+
+@pytest.mark.parametrize(
+    "argv", [["--requests", "0"], ["--rounds", "0"], ["--warmup", "-1"]]
+)
+def test_build_options_rejects_too_small(argv: list[str]) -> None:
+    with pytest.raises(SystemExit):
+        breakdown.build_options(argv)
+
+
+def test_main_without_redis_server_fails_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+
+    assert breakdown.main(["--results-dir", str(tmp_path / "out")]) == 1
+
+    assert "apt-get install redis-server" in caplog.text
+    assert "--redis-url" not in caplog.text
+    assert not (tmp_path / "out").exists()
+
+
+def test_main_with_unusable_results_dir_fails_first(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "results"
+    blocker.write_text("a file, not a directory")
+
+    assert breakdown.main(["--results-dir", str(blocker)]) == 1
+
+    assert "results" in caplog.text
+    assert "round" not in caplog.text

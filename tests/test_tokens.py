@@ -6,7 +6,8 @@ import base64
 import hashlib
 import importlib
 import re
-from types import ModuleType
+import sys
+from types import ModuleType, SimpleNamespace
 
 import pytest
 
@@ -196,6 +197,13 @@ def test_token_digest_matches_hashlib_sha256() -> None:
         assert token_digest(token) == expected[:DIGEST_LENGTH]
 
 
+def test_token_digest_rejects_non_ascii() -> None:
+    token = "A" * USER_TAG_LENGTH + "." + "B" * 42 + "é"
+
+    with pytest.raises(UnicodeEncodeError):
+        token_digest(token)
+
+
 def test_request_sha256_prefers_cpython_module() -> None:
     chosen = tokens_module._REQUEST_SHA256
 
@@ -214,6 +222,66 @@ def test_request_sha256_falls_back_to_hashlib(
         return real_import(name, package)
 
     monkeypatch.setattr(importlib, "import_module", without_builtin)
+
+    assert tokens_module._request_sha256() is hashlib.sha256
+
+
+def fake_sha256_module(constructor: object) -> ModuleType:
+    module = ModuleType("fake_sha256")
+    module.sha256 = constructor  # type: ignore[attr-defined]
+    return module
+
+
+def test_request_sha256_check_value_is_sha256_of_abc() -> None:
+    assert hashlib.sha256(b"abc").digest() == tokens_module._SHA256_OF_ABC
+
+
+def test_request_sha256_rejects_wrong_digest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_import = importlib.import_module
+
+    def shadowed(name: str, package: str | None = None) -> ModuleType:
+        if name in {"_sha2", "_sha256"}:
+            return fake_sha256_module(hashlib.md5)
+        return real_import(name, package)
+
+    monkeypatch.setattr(importlib, "import_module", shadowed)
+
+    assert tokens_module._request_sha256() is hashlib.sha256
+
+
+def test_request_sha256_imports_only_own_version_module(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_import = importlib.import_module
+    requested: list[str] = []
+
+    def recording(name: str, package: str | None = None) -> ModuleType:
+        requested.append(name)
+        return real_import(name, package)
+
+    monkeypatch.setattr(importlib, "import_module", recording)
+    tokens_module._request_sha256()
+
+    expected = "_sha2" if sys.version_info >= (3, 12) else "_sha256"
+    other = "_sha256" if expected == "_sha2" else "_sha2"
+    assert expected in requested
+    assert other not in requested
+
+
+def test_request_sha256_uses_hashlib_in_fips_mode(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(tokens_module, "_openssl_fips_mode", lambda: True)
+
+    assert tokens_module._request_sha256() is hashlib.sha256
+
+
+def test_request_sha256_uses_hashlib_outside_cpython(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sys, "implementation", SimpleNamespace(name="pypy"))
 
     assert tokens_module._request_sha256() is hashlib.sha256
 
