@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -173,7 +174,11 @@ def render_markdown(
 
 @contextmanager
 def attribute_replaced(target: object, name: str, value: object) -> Iterator[None]:
-    """Set ``target.name`` to ``value`` for the block, then restore it."""
+    """Set ``target.name`` to ``value`` for the block, then restore it.
+
+    What is restored is the entry of ``target.__dict__``, or its absence, so
+    ``target`` must have a ``__dict__``.
+    """
     missing = object()
     previous = target.__dict__.get(name, missing)
     setattr(target, name, value)
@@ -203,31 +208,24 @@ def variant_patches(store: Any, token: str, reply: bytes) -> dict[str, Patch]:
     if session is None:
         raise RuntimeError("the seeded bearer_mw record did not decode to a session")
 
-    def keys_given() -> Iterator[None]:
-        with attribute_replaced(operations, "keys_for", lambda _token: keys):
-            yield
+    keys_given = partial(attribute_replaced, operations, "keys_for", lambda _: keys)
+    record_given = partial(
+        attribute_replaced, operations, "found", lambda _keys, _reply: session
+    )
 
-    def record_given() -> Iterator[None]:
-        with attribute_replaced(operations, "found", lambda _keys, _reply: session):
-            yield
-
+    @contextmanager
     def both_given() -> Iterator[None]:
-        with (
-            attribute_replaced(operations, "keys_for", lambda _token: keys),
-            attribute_replaced(operations, "found", lambda _keys, _reply: session),
-        ):
-            yield
-
-    def openssl_sha256() -> Iterator[None]:
-        with attribute_replaced(tokens, "_REQUEST_SHA256", hashlib.sha256):
+        with keys_given(), record_given():
             yield
 
     return {
         BEARER_MW: unchanged,
-        KEYS_GIVEN: contextmanager(keys_given),
-        RECORD_GIVEN: contextmanager(record_given),
-        BOTH_GIVEN: contextmanager(both_given),
-        OPENSSL_SHA256: contextmanager(openssl_sha256),
+        KEYS_GIVEN: keys_given,
+        RECORD_GIVEN: record_given,
+        BOTH_GIVEN: both_given,
+        OPENSSL_SHA256: partial(
+            attribute_replaced, tokens, "_REQUEST_SHA256", hashlib.sha256
+        ),
     }
 
 
@@ -354,39 +352,36 @@ def check_before_measuring(results_dir: Path) -> None:
         raise RuntimeError(f"cannot write to the results directory {results_dir}")
 
 
-def run_breakdown(options: BreakdownOptions) -> str:
-    """Start Redis, measure each interface, write the results, return the Markdown."""
-    check_before_measuring(options.results_dir)
-    started_text = now_text()
-    # The cores that a load run gives its servers and its load generator.
-    own_cpu, redis_cpu = pinning(no_pin=not options.pin)
+@contextmanager
+def pinned_to(cpu: int | None, redis_url: str) -> Iterator[None]:
+    """Run the block on ``cpu`` with the apps pointed at ``redis_url``, then restore."""
     previous_affinity = os.sched_getaffinity(0)
     previous_url = os.environ.get(settings.REDIS_URL_ENV)
-    results = []
-    with supervised_run(keep_logs=False) as supervisor:
-        data_dir = supervisor.log_dir / "redis"
-        data_dir.mkdir()
-        target = start_redis_server(supervisor, data_dir, cpu=redis_cpu)
-        os.environ[settings.REDIS_URL_ENV] = target.url
-        try:
-            if own_cpu is not None:
-                os.sched_setaffinity(0, {own_cpu})
-            with target.client() as client:
-                tokens_by_scheme = seed_tokens(client)
-            for interface in options.interfaces:
-                results.append(measure_interface(interface, tokens_by_scheme, options))
-        finally:
-            os.sched_setaffinity(0, previous_affinity)
-            if previous_url is None:
-                os.environ.pop(settings.REDIS_URL_ENV, None)
-            else:
-                os.environ[settings.REDIS_URL_ENV] = previous_url
+    os.environ[settings.REDIS_URL_ENV] = redis_url
+    try:
+        if cpu is not None:
+            os.sched_setaffinity(0, {cpu})
+        yield
+    finally:
+        os.sched_setaffinity(0, previous_affinity)
+        if previous_url is None:
+            os.environ.pop(settings.REDIS_URL_ENV, None)
+        else:
+            os.environ[settings.REDIS_URL_ENV] = previous_url
+
+
+def run_settings(
+    options: BreakdownOptions,
+    started_text: str,
+    own_cpu: int | None,
+    redis_cpu: int | None,
+) -> dict[str, str]:
     pinning_text = (
         "not pinned"
         if own_cpu is None
         else f"this process on CPU {own_cpu}, private Redis on CPU {redis_cpu}"
     )
-    settings_rows = {
+    return {
         "started (UTC)": started_text,
         "requests per measurement": str(options.requests),
         "warm-up requests per variant": str(options.warmup),
@@ -398,6 +393,27 @@ def run_breakdown(options: BreakdownOptions) -> str:
         "hiredis": package_version("hiredis"),
         "machine": f"{platform.machine()}, {cpu_model()}",
     }
+
+
+def run_breakdown(options: BreakdownOptions) -> str:
+    """Start Redis, measure each interface, write the results, return the Markdown."""
+    check_before_measuring(options.results_dir)
+    started_text = now_text()
+    # The cores that a load run gives its servers and its load generator.
+    own_cpu, redis_cpu = pinning(no_pin=not options.pin)
+
+    results = []
+    with supervised_run(keep_logs=False) as supervisor:
+        data_dir = supervisor.log_dir / "redis"
+        data_dir.mkdir()
+        target = start_redis_server(supervisor, data_dir, cpu=redis_cpu)
+        with pinned_to(own_cpu, target.url):
+            with target.client() as client:
+                tokens_by_scheme = seed_tokens(client)
+            for interface in options.interfaces:
+                results.append(measure_interface(interface, tokens_by_scheme, options))
+
+    settings_rows = run_settings(options, started_text, own_cpu, redis_cpu)
     write_json(results, settings_rows, options)
     markdown = render_markdown(results, settings_rows, options.command)
     (options.results_dir / f"{RESULTS_STEM}.md").write_text(markdown)
@@ -417,7 +433,6 @@ def write_json(
             for result in results
         },
     }
-    options.results_dir.mkdir(parents=True, exist_ok=True)
     path = options.results_dir / f"{RESULTS_STEM}.json"
     path.write_text(json.dumps(data, indent=2) + "\n")
 

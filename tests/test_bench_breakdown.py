@@ -303,7 +303,7 @@ def test_main_without_redis_server_fails_first(
     assert not (tmp_path / "out").exists()
 
 
-def test_main_with_unusable_results_dir_fails_first(
+def test_main_unusable_results_dir_fails_first(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     blocker = tmp_path / "results"
