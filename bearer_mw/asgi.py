@@ -199,12 +199,13 @@ class AsyncBearerMiddleware:
         are compared case-insensitively, because the ASGI specification only
         recommends that servers lowercase them.
         """
-        # The length test skips lower() for nearly every other header.
-        values = [
-            value
-            for name, value in scope["headers"]
-            if len(name) == 13 and name.lower() == b"authorization"
-        ]
+        # The length test skips lower() for nearly every other header. A loop,
+        # because a list comprehension is a function call of its own before
+        # Python 3.12.
+        values = []
+        for name, value in scope["headers"]:
+            if len(name) == 13 and name.lower() == b"authorization":
+                values.append(value)
         max_length = self.config.max_header_length
         changes = NO_CHANGES
         if scope["type"] == "websocket" and self.websocket_token is not None:

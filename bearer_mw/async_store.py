@@ -55,13 +55,23 @@ class AsyncSessionStore(BaseStore):
     async def find_session(self, token: str) -> Session | None:
         """Return the active or idle session of ``token``, or None."""
         operations = self._operations
-        keys = operations.keys_for(token)
-        if keys is None:
+        named = operations.lookup_key(token)
+        if named is None:
             return None
-        reply = await self._guarded(
-            "find_session", self.client.execute_command, (READ_COMMAND, keys.session)
-        )
-        return operations.found(keys, reply)
+        digest, key = named
+        # _guarded written out, because awaiting it would add a coroutine to
+        # every request.
+        send = self.client.execute_command
+        try:
+            try:
+                reply = await send(READ_COMMAND, key)
+            except RedisConnectionError:
+                reply = await send(READ_COMMAND, key)
+        except STORE_ERRORS as error:
+            raise self._unavailable("find_session", error) from error
+        if self._outage.failing:
+            self._outage.success("find_session")
+        return operations.found(digest, reply)
 
     async def get_session(self, token: str) -> Session:
         """Return the active or idle session of ``token``, or raise."""

@@ -30,8 +30,8 @@ DEFAULT_TIMEOUT = 2.0
 #: Connections per client. Callers beyond this wait for a free connection, up
 #: to ``pool_timeout``, instead of opening more. Connections open only when
 #: needed. With 256 concurrent requests on one uvicorn process, a pool of 256
-#: had a p99 of 77 ms, and a pool of 64 had 1.7 s in an earlier run
-#: (docs/performance-notes.md).
+#: had a p99 of 77 ms on one 2-core VM and 139 ms on another, and a pool of 64
+#: had 1.7 s in an earlier run (docs/performance-notes.md).
 # NOTE: an asyncio client's connect and read timeouts also count the time that
 # its event loop spends on other tasks. At start and after an outage, every
 # concurrent request opens a new connection, so a timeout far below the 2 s

@@ -14,6 +14,7 @@ from .errors import ConfigurationError, StoreUnavailableError
 from .records import (
     KeySpace,
     SessionKeys,
+    decode_live,
     decode_record,
     decode_renewed,
     encode_payload,
@@ -107,13 +108,20 @@ class Operations:
         assert session is not None, "a fresh record decodes to a live session"
         return token, session
 
-    def found(self, keys: SessionKeys, reply: bytes | str | None) -> Session | None:
-        """Decode the reply to ``READ_COMMAND`` of ``keys.session``.
+    def lookup_key(self, token: str) -> tuple[str, str] | None:
+        """Return the digest and session key of ``token``; None if it is not ours."""
+        if TOKEN_PATTERN.fullmatch(token) is None:
+            return None
+        return self.keys.lookup_key(token)
 
-        The stores call :meth:`keys_for`, send that one command and call this
-        directly, without a generator, because a lookup runs on every request.
+    def found(self, digest: str, reply: bytes | str | None) -> Session | None:
+        """Decode the reply to ``READ_COMMAND`` of the key named for ``digest``.
+
+        The stores call :meth:`lookup_key`, send that one command and call
+        this directly, without a generator, because a lookup runs on every
+        request.
         """
-        return decode_record(reply, keys, self.clock())
+        return decode_live(reply, digest, self.clock())
 
     def renew(self, token: str) -> Generator[Call, Any, tuple[str, Session] | None]:
         """Rotate ``token`` to a successor with fresh periods."""

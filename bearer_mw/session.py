@@ -158,6 +158,7 @@ _SET_CREATED = Session.__dict__["created"].__set__
 _SET_ACTIVE_EXPIRES = Session.__dict__["active_expires"].__set__
 _SET_IDLE_EXPIRES = Session.__dict__["idle_expires"].__set__
 _SET_STATE = Session.__dict__["state"].__set__
+_NEW = object.__new__
 
 
 def build_session(
@@ -175,7 +176,26 @@ def build_session(
     The result is equal to ``Session(...)`` called with the same arguments and
     just as frozen. The arguments are stored as given, without any check.
     """
-    session: Session = object.__new__(Session)
+    return new_session(
+        session_id, user_id, attributes, created, active_expires, idle_expires, state
+    )
+
+
+def new_session(  # noqa: PLR0917 - one positional argument per field
+    session_id: str,
+    user_id: str,
+    attributes: Mapping[str, Any],
+    created: int,
+    active_expires: int,
+    idle_expires: int,
+    state: SessionState,
+) -> Session:
+    """:func:`build_session` with positional arguments, in field order.
+
+    The record decoder calls this once per request, and keyword arguments
+    cost more to pass.
+    """
+    session: Session = _NEW(Session)
     _SET_SESSION_ID(session, session_id)
     _SET_USER_ID(session, user_id)
     _SET_ATTRIBUTES(session, attributes)

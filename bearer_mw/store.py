@@ -60,13 +60,14 @@ class SessionStore(BaseStore):
     def find_session(self, token: str) -> Session | None:
         """Return the active or idle session of ``token``, or None."""
         operations = self._operations
-        keys = operations.keys_for(token)
-        if keys is None:
+        named = operations.lookup_key(token)
+        if named is None:
             return None
+        digest, key = named
         reply = self._guarded(
-            "find_session", self.client.execute_command, (READ_COMMAND, keys.session)
+            "find_session", self.client.execute_command, (READ_COMMAND, key)
         )
-        return operations.found(keys, reply)
+        return operations.found(digest, reply)
 
     def get_session(self, token: str) -> Session:
         """Return the active or idle session of ``token``.

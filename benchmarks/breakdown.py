@@ -203,14 +203,14 @@ def variant_patches(store: Any, token: str, reply: bytes) -> dict[str, Patch]:
     that the store calls return results computed here once.
     """
     operations = store._operations
-    keys = operations.keys_for(token)
-    session = operations.found(keys, reply)
+    named = operations.lookup_key(token)
+    session = None if named is None else operations.found(named[0], reply)
     if session is None:
         raise RuntimeError("the seeded bearer_mw record did not decode to a session")
 
-    keys_given = partial(attribute_replaced, operations, "keys_for", lambda _: keys)
+    keys_given = partial(attribute_replaced, operations, "lookup_key", lambda _: named)
     record_given = partial(
-        attribute_replaced, operations, "found", lambda _keys, _reply: session
+        attribute_replaced, operations, "found", lambda _digest, _reply: session
     )
 
     @contextmanager
@@ -333,7 +333,7 @@ def measure_callers(
     store = middleware.store
     token = tokens_by_scheme["bearer_mw"]
     with redis.Redis.from_url(settings.redis_url()) as client:
-        reply = client.get(store._operations.keys_for(token).session)
+        reply = client.get(store._operations.lookup_key(token)[1])
     variants: dict[str, tuple[Caller, Patch]] = {RAW_GET: (call_raw, unchanged)}
     for name, patch in variant_patches(store, token, reply).items():
         variants[name] = (call_bearer, patch)

@@ -46,9 +46,9 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 
 
 def stored_reply(client: redis.Redis, store: SessionStore, token: str) -> Any:
-    keys = store._operations.keys_for(token)
-    assert keys is not None
-    return client.get(keys.session)
+    named = store._operations.lookup_key(token)
+    assert named is not None
+    return client.get(named[1])
 
 
 def rows_by_variant(samples: InterfaceSamples) -> dict[str, dict[str, Any]]:
@@ -203,9 +203,9 @@ def test_variant_patches_return_session_without_decoding(redis_client: Any) -> N
         # The record is gone, but the replaced decoding still returns the session.
         assert store.find_session(token) == session
     with patches[BOTH_GIVEN]():
-        assert store._operations.keys_for("not a token") is not None
+        assert store._operations.lookup_key("not a token") is not None
         assert store.find_session(token) == session
-    assert store._operations.keys_for("not a token") is None
+    assert store._operations.lookup_key("not a token") is None
     assert store.find_session(token) is None
 
 

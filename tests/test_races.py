@@ -292,9 +292,12 @@ def test_record_check_rejects_other_tokens_record(
     keys_b = operations.keys_for(token_b)
     assert keys_b is not None
     assert (READ_COMMAND, keys_b.session) == ("GET", keys.for_token(token_b).session)
+    record_b = client.get(keys_b.session)
+    # B's own record decodes, so the rejection below comes from the check.
+    assert operations.found(keys_b.digest, record_b) is not None
     # Feed B's lookup the reply that belongs to A, as a connection that got
     # out of step would.
-    assert operations.found(keys_b, record_a) is None
+    assert operations.found(keys_b.digest, record_a) is None
 
 
 @pytest.mark.parametrize("through_auth", [False, True], ids=["store", "request-auth"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from bearer_mw.records import (
     KeySpace,
     RenewedRecord,
     SessionKeys,
+    decode_live,
     decode_record,
     decode_renewed,
     encode_payload,
@@ -362,3 +364,183 @@ def test_renewed_record_repr_hides_successor() -> None:
 
     assert "sealed-successor" not in representation
     assert str(NOW) in representation
+
+
+# The grammar of a live record's times, written as a pattern to check the
+# decoder's hand-written checks against.
+TIME_GRAMMAR = re.compile(r"[0-9a-z]{1,13}")
+TIME_TEXT = st.text(
+    alphabet=st.sampled_from("09az AZ+-_.|\u0661\u00b2\u212a"), max_size=15
+) | st.builds(to_base36, st.integers(min_value=0, max_value=36**14))
+
+
+@settings(max_examples=2_000, deadline=None)
+@given(created=TIME_TEXT, active=TIME_TEXT, idle=TIME_TEXT)
+def test_decode_record_times_follow_grammar(
+    created: str, active: str, idle: str
+) -> None:
+    keys = FUZZ_KEYS
+    record = f'1|{keys.check}|{created}|{active}|{idle}|["a",{{}}]'
+
+    session = decode_record(record, keys, 0)
+
+    times = (created, active, idle)
+    follows = all(TIME_GRAMMAR.fullmatch(time) for time in times)
+    alive = follows and (int(active, 36) > 0 or int(idle, 36) > 0)
+    assert (session is not None) == alive
+    if session is not None:
+        assert (session.created, session.active_expires, session.idle_expires) == (
+            int(created, 36),
+            int(active, 36),
+            int(idle, 36),
+        )
+
+
+def test_lookup_key_matches_for_token() -> None:
+    space = KeySpace("app:")
+    token = new_token(user_tag("alice"))
+    keys = space.for_token(token)
+
+    assert space.lookup_key(token) == (keys.digest, keys.session)
+
+
+# Records that differ from a live record in one field, for decode_live.
+ODD_FIELDS = [
+    pytest.param("11", "{check}", "{active}", id="kind-11"),
+    pytest.param(" 1", "{check}", "{active}", id="kind-leading-space"),
+    pytest.param("\uff11", "{check}", "{active}", id="kind-fullwidth-digit"),
+    pytest.param("1\n", "{check}", "{active}", id="kind-newline"),
+    pytest.param("1", "{check}\n", "{active}", id="check-newline"),
+    pytest.param("1", "{check}", "{active}\n", id="active-newline"),
+    pytest.param("1", "{check}", "-{active}", id="active-sign"),
+    pytest.param("1", "{check}", "\u0661{active}", id="active-arabic-indic-digit"),
+    pytest.param("1", "{check}", "\u00b2{active}", id="active-superscript"),
+    pytest.param("1", "{check}", "\u212a{active}", id="active-kelvin-sign"),
+    pytest.param("1", "{check}", "\uff11{active}", id="active-fullwidth-digit"),
+    pytest.param("1", "{check}", "{active}A", id="active-mixed-case"),
+]
+
+
+@pytest.mark.parametrize(("kind", "check", "active"), ODD_FIELDS)
+@pytest.mark.parametrize("as_bytes", [False, True], ids=["str", "bytes"])
+def test_decode_live_rejects_odd_fields(
+    keys: SessionKeys, kind: str, check: str, active: str, as_bytes: bool
+) -> None:
+    fields = (
+        kind,
+        check.format(check=keys.check),
+        to_base36(NOW),
+        active.format(active=to_base36(ACTIVE)),
+        to_base36(IDLE),
+        '["alice",{}]',
+    )
+    record = "|".join(fields)
+    reply: str | bytes = record.encode() if as_bytes else record
+
+    assert decode_live(reply, keys.digest, NOW) is None
+    # The same record with the field as issued decodes.
+    assert decode_live(live_record(keys), keys.digest, NOW) is not None
+
+
+# A live record as the regular expression that first defined it reads it.
+LIVE_GRAMMAR = re.compile(
+    r"1\|([^|]*)\|([0-9a-z]{1,13})\|([0-9a-z]{1,13})\|([0-9a-z]{1,13})\|(.*)",
+    re.DOTALL,
+)
+ODD_TEXT = st.text(
+    alphabet=st.sampled_from("019az AZ+-_.|\n\u0661\u00b2\u212a\uff11"), max_size=6
+)
+ISSUED_FIELDS = (
+    "1",
+    FUZZ_KEYS.check,
+    to_base36(NOW),
+    to_base36(ACTIVE),
+    to_base36(IDLE),
+    '["a",{}]',
+)
+# What may replace each field of ISSUED_FIELDS, in order.
+FIELD_CHANGES = (
+    st.sampled_from(["2", "11", "", " 1", "\uff11"]) | ODD_TEXT,
+    st.sampled_from([FUZZ_KEYS.check.upper(), FUZZ_KEYS.check[:-1]]) | ODD_TEXT,
+    TIME_TEXT,
+    TIME_TEXT,
+    TIME_TEXT,
+    st.sampled_from(['["a|b",{"c":"|"}]', "[]", '["a",{}]\n']) | ODD_TEXT,
+)
+
+
+@st.composite
+def record_fields(draw: st.DrawFn) -> tuple[str, ...]:
+    """Draw the fields of an issued record with up to two of them changed."""
+    fields = list(ISSUED_FIELDS)
+    for index in draw(st.sets(st.integers(min_value=0, max_value=5), max_size=2)):
+        fields[index] = draw(FIELD_CHANGES[index])
+    return tuple(fields)
+
+
+def decode_with_grammar(record: str, now: int) -> tuple[Any, ...] | None:
+    match = LIVE_GRAMMAR.fullmatch(record)
+    if match is None or match[1] != FUZZ_KEYS.check:
+        return None
+    active, idle = int(match[3], 36), int(match[4], 36)
+    if now < active:
+        state = "active"
+    elif now < idle:
+        state = "idle"
+    else:
+        return None
+    expected = decode_with_json_loads(match[5])
+    if expected is None:
+        return None
+    return expected[0], int(match[2], 36), active, idle, state
+
+
+def time_or_zero(text: str) -> int:
+    return int(text, 36) if TIME_GRAMMAR.fullmatch(text) else 0
+
+
+@settings(max_examples=2_000, deadline=None)
+@given(
+    fields=record_fields(),
+    separator=st.sampled_from(["|"] * 8 + ["||", "\u00a6", ""]),
+    anchor=st.sampled_from([2, 3, 4]),
+    offset=st.integers(min_value=-1, max_value=1),
+    as_bytes=st.booleans(),
+)
+def test_decode_live_follows_record_grammar(
+    fields: tuple[str, ...], separator: str, anchor: int, offset: int, as_bytes: bool
+) -> None:
+    # The clock sits next to one of the record's times, where states change.
+    now = max(0, time_or_zero(fields[anchor]) + offset)
+    record = separator.join(fields)
+    reply: str | bytes = record.encode() if as_bytes else record
+
+    session = decode_live(reply, FUZZ_KEYS.digest, now)
+
+    expected = decode_with_grammar(record, now)
+    if expected is None:
+        assert session is None
+    else:
+        assert session is not None
+        assert session.session_id == FUZZ_KEYS.digest
+        observed = (
+            session.user_id,
+            session.created,
+            session.active_expires,
+            session.idle_expires,
+            session.state,
+        )
+        assert observed == expected
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        pytest.param(memoryview(b'1|x|1|2|3|["a",{}]'), id="memoryview"),
+        pytest.param(bytearray(b'1|x|1|2|3|["a",{}]'), id="bytearray"),
+        pytest.param(42, id="int"),
+        pytest.param(["1", "x"], id="list"),
+    ],
+)
+def test_decode_live_rejects_other_reply_types(reply: Any) -> None:
+    assert decode_live(reply, FUZZ_KEYS.digest, NOW) is None

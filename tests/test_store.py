@@ -22,7 +22,9 @@ from bearer_mw import (
     SessionStore,
     StoreUnavailableError,
 )
+from bearer_mw.records import encode_record
 from bearer_mw.tokens import (
+    CHECK_LENGTH,
     USER_TAG_LENGTH,
     is_token_shaped,
     new_token,
@@ -619,6 +621,27 @@ def test_copied_record_is_rejected(harness: StoreHarness, store: StoreDriver) ->
     assert store.find_session(other) is None
     assert store.renew_session(other) is None
     assert store.validate_session(victim) is not None
+
+
+def test_found_rejects_other_tokens_record() -> None:
+    operations = SessionStore(fakeredis.FakeRedis())._operations
+    now = operations.clock()
+    ada = operations.lookup_key(new_token(user_tag("ada")))
+    bob = operations.lookup_key(new_token(user_tag("bob")))
+    assert ada is not None
+    assert bob is not None
+    ada_digest, bob_digest = ada[0], bob[0]
+    ada_record = encode_record(
+        ada_digest[:CHECK_LENGTH], now, now + ACTIVE_MS, now + IDLE_MS, '["ada",{}]'
+    )
+
+    own = operations.found(ada_digest, ada_record)
+
+    assert own is not None
+    assert own.session_id == ada_digest
+    assert own.user_id == "ada"
+    # A reply that belongs to another key, as a connection out of step returns.
+    assert operations.found(bob_digest, ada_record) is None
 
 
 def test_copied_renewed_record_is_rejected(

@@ -198,3 +198,27 @@ def test_outage_logged_once_per_outage(
     recoveries = outage_records(caplog, logging.INFO)
     assert len(recoveries) == 1
     assert f"after {failed_lookups} failed calls" in recoveries[0]
+
+
+def test_find_session_success_keeps_other_outage(
+    store: StoreDriver, flaky: FlakyClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    token, _ = store.create_session("ada")
+    other, _ = store.create_session("ada")
+    flaky.fail_next(lost_connection(), lost_connection())
+
+    with caplog.at_level(logging.INFO, logger=OUTAGE_LOGGER):
+        with pytest.raises(StoreUnavailableError):
+            store.renew_session(other)
+        assert store.find_session(token) is not None
+        recoveries_after_lookup = outage_records(caplog, logging.INFO)
+        assert store.renew_session(other) is not None
+
+    # A lookup that succeeds ends no outage of another operation.
+    assert recoveries_after_lookup == []
+    warnings = outage_records(caplog, logging.WARNING)
+    assert len(warnings) == 1
+    assert "renew_session" in warnings[0]
+    recoveries = outage_records(caplog, logging.INFO)
+    assert len(recoveries) == 1
+    assert "for renew_session after 1 failed calls" in recoveries[0]
