@@ -208,7 +208,12 @@ def build_soak_options(args: argparse.Namespace, command: str) -> SoakOptions:
     if args.redis_url is not None:
         # Soak has no --allow-remote-host, so its Redis is always loopback.
         try:
-            require_allowed_host(args.redis_url, allow_remote=False, what="--redis-url")
+            require_allowed_host(
+                args.redis_url,
+                allow_remote=False,
+                what="--redis-url",
+                remote_option=None,
+            )
         except ValueError as exc:
             raise SystemExit(f"error: {exc}") from None
     server_cpu, client_cpu = pinning(args.no_pin)

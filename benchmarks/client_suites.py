@@ -17,7 +17,7 @@ from redis.utils import HIREDIS_AVAILABLE
 from bearer_mw.client import DEFAULT_MAX_CONNECTIONS
 from benchmarks.apps.settings import CLIENT_CHOICES, DEFAULT_CLIENT
 from benchmarks.context import BenchContext
-from benchmarks.measure import Measurement, combine_rounds
+from benchmarks.measure import Measurement, combine_rounds, round_order
 from benchmarks.variants import VARIANTS_BY_NAME, Variant
 
 logger = logging.getLogger(__name__)
@@ -74,12 +74,14 @@ def run_interleaved(
     connections: int,
     rounds: int,
 ) -> list[LabeledMeasurement]:
-    """Measure each (context, variant) once per round, in the same order each round."""
+    """Measure each (context, variant) once per round, in :func:`round_order`."""
     by_index: list[list[Measurement]] = [[] for _ in contexts]
+    indexes = list(range(len(contexts)))
     for round_index in range(rounds):
         if rounds > 1:
             logger.info("round %d of %d", round_index + 1, rounds)
-        for index, (ctx, variant, _, _) in enumerate(contexts):
+        for index in round_order(indexes, round_index):
+            ctx, variant, _, _ = contexts[index]
             by_index[index].append(ctx.measure_variant(variant, connections))
     return [
         LabeledMeasurement(label, detail, combine_rounds(measurements))

@@ -20,12 +20,13 @@ The load generator is wrk with a Lua script that cycles through up to 1,000 seed
 tokens and counts response statuses. Without wrk, a Python asyncio generator takes
 its place, and the settings table names the generator used. Each measurement
 follows a warm-up run. The comparison, stored-sessions, pools and cluster suites
-repeat their measurements in interleaved rounds: each round measures every
-variant once, in the same order, before the next round starts. Tables show the
-median of the rounds for req/s, latency and CPU. A ratio between two variants is
-taken within each round, and the tables show the median of those per-round
-ratios with their range. The two variants of a round ran seconds apart, so
-drift that the shared machine imposed on both cancels out.
+repeat their measurements in interleaved rounds: each round measures every variant
+once before the next round starts, in the round order that the settings table
+gives (a run whose table has no such row used the same order every round). Tables
+show the median of the rounds for req/s, latency and CPU. A ratio between two
+variants is taken within each round, and the tables show the median of those
+per-round ratios with their range. The two variants of a round ran seconds apart,
+so drift that the shared machine imposed on both cancels out.
 
 Every variant answers `GET /me` with a small JSON object that contains the user id:
 
@@ -179,6 +180,30 @@ def breakdown_sections(results_dir: Path) -> list[str]:
     return ["## CPU time of bearer_mw's parts", BREAKDOWN_INTRO, body]
 
 
+PROFILE_INTRO = """\
+`python -m benchmarks.profile` serves each variant as the load runs do (by
+default `raw-get` and `bearer_mw` of both interfaces) and samples the server
+with py-spy while wrk sends load. Each sample goes to the code that owns its
+innermost frame (bearer_mw, the app, redis-py, the server or asyncio), and
+the server's CPU per request is split by those shares.
+`benchmarks/README.md` describes the method and its limits.
+"""
+
+
+def profile_sections(results_dir: Path) -> list[str]:
+    """Return the heading, introduction and tables of the latest profile.
+
+    Empty when ``results_dir`` contains no ``profile.md``. The report's own
+    headings move one level down, under the page's heading.
+    """
+    path = results_dir / "profile.md"
+    if not path.exists():
+        return []
+    _title, _, body = path.read_text().partition("\n")
+    body = body.replace("\n## ", "\n### ")
+    return ["## Where server time goes", PROFILE_INTRO, body]
+
+
 def render_docs_page(result: RunResult, results_dir: Path) -> str:
     """Render the page, linking the plots that the run saved in ``results_dir``."""
     plot_prefix = Path(
@@ -196,6 +221,7 @@ def render_docs_page(result: RunResult, results_dir: Path) -> str:
         render_sections(result, plot_prefix + "/"),
         *server_instructions_sections(results_dir),
         *breakdown_sections(results_dir),
+        *profile_sections(results_dir),
     ]
     return "\n\n".join(section.strip("\n") for section in sections) + "\n"
 

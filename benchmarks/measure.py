@@ -7,11 +7,14 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypeVar
 
 from benchmarks import redis_server
 from benchmarks.loadgen import Generator, LoadResult, run_load
 from benchmarks.processes import Supervisor, group_cpu_seconds
 from benchmarks.redis_server import HarnessClient
+
+T = TypeVar("T")
 
 # Pause after each load run, so the server finishes the requests that were in
 # flight when the generator stopped before the counters are read.
@@ -191,6 +194,15 @@ def build_measurement(
 
 def _per_request_us(seconds: float | None, requests: int) -> float | None:
     return None if seconds is None else seconds * 1_000_000 / requests
+
+
+def round_order(items: list[T], round_index: int) -> list[T]:
+    """Return the measuring order of one round: as given, reversed every other round.
+
+    A fixed order would let whatever the previous measurement leaves behind,
+    such as connections still closing, fall on the same variant every round.
+    """
+    return items if round_index % 2 == 0 else items[::-1]
 
 
 def combine_rounds(rounds: list[Measurement]) -> Measurement:

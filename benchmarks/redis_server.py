@@ -71,19 +71,31 @@ def url_hosts(url: str) -> list[str]:
     return [host]
 
 
-def require_allowed_host(url: str, *, allow_remote: bool, what: str) -> None:
+def require_allowed_host(
+    url: str,
+    *,
+    allow_remote: bool,
+    what: str,
+    remote_option: str | None = "--allow-remote-host",
+) -> None:
     """Raise ValueError unless every host of the URL is loopback, or remote hosts
     are allowed. A unix socket URL passes, because the socket is local.
 
-    ``what`` names the option in the error message.
+    ``what`` names the option in the error message, and ``remote_option`` the
+    option that allows other hosts, or None for a command that has none.
     """
     hosts = url_hosts(url)
     remote = [host for host in hosts if not is_loopback_host(host)]
     if remote and not allow_remote:
+        rule = (
+            f"unless {remote_option} is given, which is meant for hosts that you "
+            "operate"
+            if remote_option is not None
+            else "by this command, which has no option for other hosts"
+        )
         raise ValueError(
             f"{what} {url!r} names {remote[0]!r}, which is not a loopback address. "
-            "Load is sent only to 127.0.0.0/8 or ::1 unless --allow-remote-host is "
-            "given, which is meant for hosts that you operate."
+            f"Load is sent only to 127.0.0.0/8 or ::1 {rule}."
         )
 
 

@@ -127,12 +127,19 @@ def open_cluster(
 def describe_pinning(
     server_cpu: int | None, client_cpu: int | None, redis_cpu: int | None
 ) -> str:
+    """Describe the cores of the servers, the load generator and the private Redis.
+
+    ``redis_cpu`` is None when the run uses a Redis of the user's
+    (``--redis-url``), which the harness neither starts nor pins.
+    """
     if server_cpu is None and client_cpu is None:
         return "not pinned"
-    return (
-        f"servers on CPU {server_cpu}, load generator on CPU {client_cpu}, "
-        f"private Redis on CPU {redis_cpu}"
+    redis = (
+        "Redis from --redis-url, not pinned"
+        if redis_cpu is None
+        else f"private Redis on CPU {redis_cpu}"
     )
+    return f"servers on CPU {server_cpu}, load generator on CPU {client_cpu}, {redis}"
 
 
 def describe_uvicorn() -> str:
@@ -140,6 +147,11 @@ def describe_uvicorn() -> str:
     parser = "httptools" if importlib.util.find_spec("httptools") else "h11"
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     return f"uvicorn, 1 process, {parser} parser, {loop} loop"
+
+
+#: Measuring order of the interleaved suites' rounds, for the settings table.
+#: Runs recorded without this row used the same order every round.
+ROUND_ORDER = "as listed in odd rounds, reversed in even rounds"
 
 
 def run_settings(
@@ -151,9 +163,12 @@ def run_settings(
         "warm-up per measurement (s)": options.warmup,
         "connections (comparison, sessions)": options.connections,
         "rounds (comparison)": options.rounds,
+        "round order": ROUND_ORDER,
         "suites": ", ".join(options.suites),
         "CPU pinning": describe_pinning(
-            options.server_cpu, options.client_cpu, options.redis_cpu
+            options.server_cpu,
+            options.client_cpu,
+            None if options.redis_url else options.redis_cpu,
         ),
         "WSGI server": f"gunicorn, 1 gthread worker, {options.wsgi_threads} threads",
         "ASGI server": describe_uvicorn(),

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 
 from benchmarks import redis_server
 from benchmarks.context import BenchContext
-from benchmarks.measure import Measurement, combine_rounds
+from benchmarks.measure import Measurement, combine_rounds, round_order
 from benchmarks.variants import (
     CONCURRENCY_VARIANTS,
     SESSIONS_VARIANTS,
@@ -56,7 +56,7 @@ def run_comparison(
     for round_index in range(rounds):
         if rounds > 1:
             logger.info("comparison round %d of %d", round_index + 1, rounds)
-        for variant in selected:
+        for variant in round_order(selected, round_index):
             by_variant[variant.name].append(ctx.measure_variant(variant, connections))
     return [combine_rounds(measurements) for measurements in by_variant.values()]
 
@@ -125,10 +125,14 @@ def run_sessions(
     for round_index in range(rounds):
         if rounds > 1:
             logger.info("stored-sessions round %d of %d", round_index + 1, rounds)
-        for count, ctx in contexts:
-            for variant in runnable(ctx, selected):
-                measurement = ctx.measure_variant(variant, connections)
-                by_count.setdefault((count, variant.name), []).append(measurement)
+        pairs = [
+            (count, ctx, variant)
+            for count, ctx in contexts
+            for variant in runnable(ctx, selected)
+        ]
+        for count, ctx, variant in round_order(pairs, round_index):
+            measurement = ctx.measure_variant(variant, connections)
+            by_count.setdefault((count, variant.name), []).append(measurement)
     for step, (count, ctx) in zip(steps, contexts, strict=True):
         step.measurements = [
             combine_rounds(by_count[(count, variant.name)])

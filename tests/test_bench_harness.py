@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import cli, commands, external, processes
+from benchmarks import cli, commands, external, processes, redis_server, runner
 from benchmarks.arguments import build_parser
 from benchmarks.client_suites import LabeledMeasurement
 from benchmarks.measure import Measurement
@@ -423,6 +423,48 @@ def test_build_soak_options_rejects(arguments: list[str], message: str) -> None:
         parse_soak(["--no-pin", *arguments])
 
 
+def test_build_soak_options_remote_redis_names_no_option() -> None:
+    with pytest.raises(SystemExit) as raised:
+        parse_soak(["--no-pin", f"--redis-url=redis://{REMOTE_HOST}:6379/0"])
+
+    message = str(raised.value)
+    assert "has no option for other hosts" in message
+    assert "--allow-remote-host" not in message
+
+
+def test_require_allowed_host_names_remote_option() -> None:
+    with pytest.raises(ValueError, match="unless --allow-remote-host is given"):
+        redis_server.require_allowed_host(
+            f"redis://{REMOTE_HOST}:6379/0", allow_remote=False, what="--redis-url"
+        )
+
+
+def test_require_allowed_host_accepts_loopback() -> None:
+    redis_server.require_allowed_host(
+        "redis://127.0.0.1:6379/0",
+        allow_remote=False,
+        what="--redis-url",
+        remote_option=None,
+    )
+
+
+def test_describe_pinning_names_private_redis() -> None:
+    text = runner.describe_pinning(0, 1, 1)
+
+    assert text == ("servers on CPU 0, load generator on CPU 1, private Redis on CPU 1")
+
+
+def test_describe_pinning_without_private_redis() -> None:
+    text = runner.describe_pinning(0, 1, None)
+
+    assert "private Redis" not in text
+    assert text.endswith("Redis from --redis-url, not pinned")
+
+
+def test_describe_pinning_not_pinned() -> None:
+    assert runner.describe_pinning(None, None, None) == "not pinned"
+
+
 def test_build_soak_options_accepts_defaults() -> None:
     options = parse_soak(["--no-pin"])
 
@@ -668,3 +710,21 @@ def test_soak_logs_start_before_load(
 
     assert commands.soak(options) == 0
     assert logged_before_load == [True]
+
+
+def test_run_settings_names_round_order() -> None:
+    options = parse(["run", "--no-pin"])
+
+    settings = runner.run_settings(options, "wrk", None)
+
+    assert settings["round order"] == runner.ROUND_ORDER
+    assert settings["CPU pinning"] == "not pinned"
+
+
+def test_run_settings_redis_url_not_private() -> None:
+    options = parse(["run", "--redis-url", "redis://127.0.0.1:6390/0"])
+
+    settings = runner.run_settings(options, "wrk", None)
+
+    assert settings["Redis"] == "--redis-url"
+    assert "private Redis" not in settings["CPU pinning"]

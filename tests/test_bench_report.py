@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from bearer_mw import redis_from_url
-from benchmarks import redis_server, suites
+from benchmarks import client_suites, measure, redis_server, suites
 from benchmarks.arguments import build_parser
 from benchmarks.cli import build_run_options
 from benchmarks.client_suites import LabeledMeasurement
@@ -343,12 +343,19 @@ def test_run_sessions_interleaves_counts_round_by_round(
 
     measures = [entry for entry in journal if entry.startswith("measure")]
     assert len(measures) == 3 * 2 * 2
-    # Every round measures both counts before the next round starts.
+    # Every round measures both counts before the next round starts, and every
+    # other round measures them in reverse order.
     assert measures[:4] == [
         "measure asgi:raw-get",
         "measure asgi:bearer_mw",
         "measure asgi:raw-get",
         "measure asgi:bearer_mw",
+    ]
+    assert measures[4:8] == [
+        "measure asgi:bearer_mw",
+        "measure asgi:raw-get",
+        "measure asgi:bearer_mw",
+        "measure asgi:raw-get",
     ]
     assert [step.stored_sessions for step in steps] == [1000, 10**6]
     most = {m.variant: m for m in steps[1].measurements}
@@ -357,6 +364,36 @@ def test_run_sessions_interleaves_counts_round_by_round(
     table = sessions_table(steps)
     assert "vs 1,000 sessions" in table
     assert "0.98x" in table
+
+
+def test_run_comparison_reverses_order_every_other_round() -> None:
+    journal: list[str] = []
+    rates = {"asgi:bare": 2000.0, "asgi:raw-get": 1000.0, "asgi:bearer_mw": 950.0}
+    ctx: Any = FakeContext(rates, journal)
+    variants = [VARIANTS_BY_NAME[name] for name in rates]
+
+    results = suites.run_comparison(
+        ctx, variants, connections=64, rounds=3, seed_sessions=10
+    )
+
+    measures = [
+        entry.removeprefix("measure ")
+        for entry in journal
+        if entry.startswith("measure")
+    ]
+    forward = ["asgi:bare", "asgi:raw-get", "asgi:bearer_mw"]
+    assert measures == forward + forward[::-1] + forward
+    assert [result.variant for result in results] == forward
+    assert all(result.rounds == 3 for result in results)
+
+
+def test_round_order_keeps_even_rounds() -> None:
+    items = [1, 2, 3]
+
+    assert measure.round_order(items, 0) == [1, 2, 3]
+    assert measure.round_order(items, 1) == [3, 2, 1]
+    assert measure.round_order(items, 2) == [1, 2, 3]
+    assert items == [1, 2, 3]
 
 
 # --- commands per store operation, on a real Redis ----------------------------
@@ -423,3 +460,21 @@ def test_build_run_options_sorts_session_counts() -> None:
     options = build_run_options(args, "test")
 
     assert options.session_counts == [1000, 5000]
+
+
+def test_run_interleaved_reverses_order_every_other_round() -> None:
+    journal: list[str] = []
+    rates = {"asgi:raw-get": 1000.0, "asgi:bearer_mw": 950.0}
+    ctx: Any = FakeContext(rates, journal)
+    contexts = [
+        (ctx, VARIANTS_BY_NAME[name], name, "detail")
+        for name in ("asgi:raw-get", "asgi:bearer_mw")
+    ]
+
+    results = client_suites.run_interleaved(contexts, connections=64, rounds=3)
+
+    measures = [entry.removeprefix("measure ") for entry in journal]
+    forward = ["asgi:raw-get", "asgi:bearer_mw"]
+    assert measures == forward + forward[::-1] + forward
+    assert [result.label for result in results] == forward
+    assert results[1].measurement.round_rates == [pytest.approx(950.0)] * 3
