@@ -109,7 +109,7 @@ class Operations:
         return token, session
 
     def lookup_key(self, token: str) -> tuple[str, str] | None:
-        """Return the digest and session key of ``token``; None if it is not ours."""
+        """Return the digest and session key of ``token``, or None if not ours."""
         if TOKEN_PATTERN.fullmatch(token) is None:
             return None
         return self.keys.lookup_key(token)

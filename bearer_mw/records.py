@@ -26,7 +26,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .errors import ConfigurationError
-from .session import Session, SessionState, new_session
+from .session import Session, new_session, session_state
 from .tokens import CHECK_LENGTH, USER_TAG_LENGTH, token_digest
 
 __all__ = [
@@ -91,20 +91,15 @@ class KeySpace:
 
     def for_token(self, token: str) -> SessionKeys:
         """Derive the keys of a token that has the issued shape."""
-        # token_user_tag, session_key and index_key written out, because this
-        # runs on every request.
-        tag = token[:USER_TAG_LENGTH]
-        digest = token_digest(token)
-        prefix = self.prefix
-        return SessionKeys(
-            digest, f"{prefix}s:{{{tag}}}{digest}", f"{prefix}u:{{{tag}}}"
-        )
+        digest, session = self.lookup_key(token)
+        return SessionKeys(digest, session, self.index_key(token[:USER_TAG_LENGTH]))
 
     def lookup_key(self, token: str) -> tuple[str, str]:
         """Return the digest and session key of a token that has the issued shape.
 
         :meth:`for_token` without the index key and the :class:`SessionKeys`,
-        which a lookup does not need.
+        which a lookup does not need. The key is formatted here rather than by
+        :meth:`session_key`, because this runs on every request.
         """
         digest = token_digest(token)
         return digest, f"{self.prefix}s:{{{token[:USER_TAG_LENGTH]}}}{digest}"
@@ -227,12 +222,8 @@ def decode_live(reply: bytes | str | None, digest: str, now: int) -> Session | N
             return None
         active_expires = int(active, 36)
         idle_expires = int(idle, 36)
-        # session_state written out, because this runs on every request.
-        if now < active_expires:
-            state: SessionState = "active"
-        elif now < idle_expires:
-            state = "idle"
-        else:
+        state = session_state(now, active_expires, idle_expires)
+        if state == "dead":
             return None
         created_at = int(created, 36)
         user_id, attributes = _load_payload(payload)

@@ -158,7 +158,6 @@ _SET_CREATED = Session.__dict__["created"].__set__
 _SET_ACTIVE_EXPIRES = Session.__dict__["active_expires"].__set__
 _SET_IDLE_EXPIRES = Session.__dict__["idle_expires"].__set__
 _SET_STATE = Session.__dict__["state"].__set__
-_NEW = object.__new__
 
 
 def build_session(
@@ -195,7 +194,7 @@ def new_session(  # noqa: PLR0917 - one positional argument per field
     The record decoder calls this once per request, and keyword arguments
     cost more to pass.
     """
-    session: Session = _NEW(Session)
+    session: Session = object.__new__(Session)
     _SET_SESSION_ID(session, session_id)
     _SET_USER_ID(session, user_id)
     _SET_ATTRIBUTES(session, attributes)

@@ -143,16 +143,28 @@ moves the req/s figures. `benchmarks/README.md` describes the method.
 """
 
 
+def embedded_report(path: Path, heading: str, intro: str) -> list[str]:
+    """Return ``heading``, ``intro`` and a results page without its title.
+
+    Empty when ``path`` does not exist. The page's own headings move one level
+    down, under ``heading``.
+    """
+    if not path.exists():
+        return []
+    _title, _, body = path.read_text().partition("\n")
+    return [heading, intro, body.replace("\n## ", "\n### ")]
+
+
 def server_instructions_sections(results_dir: Path) -> list[str]:
     """Return the heading, introduction and table of the latest server count.
 
     Empty when ``results_dir`` contains no ``server_instructions.md``.
     """
-    path = results_dir / "server_instructions.md"
-    if not path.exists():
-        return []
-    _title, _, body = path.read_text().partition("\n")
-    return ["## Server instructions per request", SERVER_INSTRUCTIONS_INTRO, body]
+    return embedded_report(
+        results_dir / "server_instructions.md",
+        "## Server instructions per request",
+        SERVER_INSTRUCTIONS_INTRO,
+    )
 
 
 BREAKDOWN_INTRO = """\
@@ -172,12 +184,11 @@ def breakdown_sections(results_dir: Path) -> list[str]:
     Empty when ``results_dir`` contains no ``breakdown.md``. The report's own
     headings move one level down, under the page's heading.
     """
-    path = results_dir / "breakdown.md"
-    if not path.exists():
-        return []
-    _title, _, body = path.read_text().partition("\n")
-    body = body.replace("\n## ", "\n### ")
-    return ["## CPU time of bearer_mw's parts", BREAKDOWN_INTRO, body]
+    return embedded_report(
+        results_dir / "breakdown.md",
+        "## CPU time of bearer_mw's parts",
+        BREAKDOWN_INTRO,
+    )
 
 
 PROFILE_INTRO = """\
@@ -196,12 +207,9 @@ def profile_sections(results_dir: Path) -> list[str]:
     Empty when ``results_dir`` contains no ``profile.md``. The report's own
     headings move one level down, under the page's heading.
     """
-    path = results_dir / "profile.md"
-    if not path.exists():
-        return []
-    _title, _, body = path.read_text().partition("\n")
-    body = body.replace("\n## ", "\n### ")
-    return ["## Where server time goes", PROFILE_INTRO, body]
+    return embedded_report(
+        results_dir / "profile.md", "## Where server time goes", PROFILE_INTRO
+    )
 
 
 def render_docs_page(result: RunResult, results_dir: Path) -> str:

@@ -312,63 +312,74 @@ def build_parser() -> argparse.ArgumentParser:
         "which code their CPU time goes to, with a private redis-server on "
         "loopback.",
     )
+
     parser.add_argument(
         "--variants",
         default=DEFAULT_VARIANTS,
         help="comma-separated variant names or shell patterns (default: %(default)s)",
     )
+
     parser.add_argument(
         "--duration",
         type=float,
         default=20.0,
         help="seconds of load, and of sampling, per variant (default: 20)",
     )
+
     parser.add_argument(
         "--rate",
         type=int,
         default=250,
         help="py-spy samples per second (default: 250)",
     )
+
     parser.add_argument(
         "--connections",
         type=int,
         default=64,
         help="concurrent connections of the load generator (default: 64)",
     )
+
     parser.add_argument(
         "--warmup",
         type=float,
         default=2.0,
         help="seconds of load before sampling starts, per variant (default: 2)",
     )
+
     parser.add_argument(
         "--wsgi-threads",
         type=int,
         default=4,
         help="threads of the gunicorn gthread worker (default: 4)",
     )
+
     parser.add_argument(
         "--results-dir",
         type=Path,
         default=DEFAULT_RESULTS_DIR,
         help="directory for profile.md and profile.json (default: benchmarks/results)",
     )
+
     parser.add_argument(
         "--redis-url",
         help="use this empty loopback Redis database instead of starting "
         "redis-server; it is emptied with FLUSHDB at the end",
     )
+
     parser.add_argument(
         "--keep-raw",
         action="store_true",
         help="copy the raw py-spy files to the results directory as "
         "profile-VARIANT.txt",
     )
+
     parser.add_argument(
         "--no-pin",
         action="store_true",
         help="do not pin the servers and the load generator to separate cores",
     )
+
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="log the harness at DEBUG level"
     )
