@@ -111,6 +111,17 @@ def throughput_checks(result: RunResult) -> list[TargetCheck]:
                 RAW_GET_TARGET,
             )
         )
+        if interface == "asgi":
+            # The same target for reads sent one by one, as on a cluster client.
+            checks.append(
+                ratio_check(
+                    f"{label} bearer_mw, `batch_reads=False`, at "
+                    f"{RAW_GET_TARGET:.2f}x `raw-get` or more",
+                    by_name.get("asgi:bearer_mw-unbatched"),
+                    by_name.get("asgi:raw-get"),
+                    RAW_GET_TARGET,
+                )
+            )
         checks.extend(
             ratio_check(
                 f"{label} bearer_mw at {PEER_TARGET:.2f}x `{peer}` or more",

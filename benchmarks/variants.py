@@ -75,6 +75,13 @@ def core_variants(interface: Interface) -> list[Variant]:
     eager = App(interface, "bearer_mw", "bare", ("bearer_mw",))
     lazy = App(interface, "bearer_mw-lazy", "bare", ("bearer_mw",))
     prefix = f"{interface}:"
+    unbatched = []
+    if interface == "asgi":
+        unbatched_app = App(interface, "bearer_mw-unbatched", "bare", ("bearer_mw",))
+        unbatched.append(
+            Variant(prefix + "bearer_mw-unbatched", unbatched_app, "bearer_mw",
+                    "valid", OK, "eager mode, valid token, batch_reads=False")
+        )  # fmt: skip
     return [
         Variant(prefix + "bare", bare, "bearer_mw", "valid", OK,
                 "no authentication; the header is sent and ignored"),
@@ -92,6 +99,7 @@ def core_variants(interface: Interface) -> list[Variant]:
                 UNAUTHORIZED, "eager mode, token of a session past its idle timeout"),
         Variant(prefix + "bearer_mw-lazy", lazy, "bearer_mw", "valid", OK,
                 "lazy mode, session optional, route never reads it"),
+        *unbatched,
     ]  # fmt: skip
 
 
@@ -132,7 +140,7 @@ VARIANTS_BY_NAME = {variant.name: variant for variant in ALL_VARIANTS}
 
 # The variants that the concurrency sweep and the stored-sessions sweep run.
 CONCURRENCY_VARIANTS = (
-    "asgi:bare", "asgi:raw-get", "asgi:bearer_mw",
+    "asgi:bare", "asgi:raw-get", "asgi:bearer_mw", "asgi:bearer_mw-unbatched",
     "wsgi:bare", "wsgi:raw-get", "wsgi:bearer_mw",
 )  # fmt: skip
 SESSIONS_VARIANTS = ("asgi:raw-get", "asgi:bearer_mw", "wsgi:raw-get", "wsgi:bearer_mw")

@@ -356,14 +356,16 @@ def test_second_outage_logged_again(
 
 
 @pytest.mark.parametrize(
-    ("blocking", "expected"),
+    ("blocking", "batch_reads", "expected"),
     [
-        pytest.param(False, {200, 503}, id="default-pool-raises"),
-        pytest.param(True, {200}, id="blocking-pool-waits"),
+        pytest.param(False, False, {200, 503}, id="default-pool-raises"),
+        pytest.param(True, False, {200}, id="blocking-pool-waits"),
+        pytest.param(True, True, {200}, id="blocking-pool-batched-reads"),
+        pytest.param(False, True, {200}, id="default-pool-batched-reads"),
     ],
 )
 def test_exhausted_client_pool(
-    server: RedisServer, blocking: bool, expected: set[int]
+    server: RedisServer, blocking: bool, batch_reads: bool, expected: set[int]
 ) -> None:
     tokens = [create_token(server, "alice") for _ in range(40)]
 
@@ -376,7 +378,7 @@ def test_exhausted_client_pool(
         pool = redis.asyncio.ConnectionPool.from_url(server.url, max_connections=2)
         return redis.asyncio.Redis(connection_pool=pool)
 
-    stack = AsgiStack(client)
+    stack = AsgiStack(client, store_options={"batch_reads": batch_reads})
     try:
         replies = stack.requests([(PRIVATE, token) for token in tokens])
     finally:

@@ -100,7 +100,7 @@ def run_demo(options: DemoOptions, out: TextIO = sys.stdout) -> int:
     sync_client = _sync_client(options.redis_url)
     if sync_client is None:
         return 1
-    settings = {
+    settings: dict[str, Any] = {
         "active_period": options.active_seconds,
         "idle_period": options.idle_seconds,
     }

@@ -64,12 +64,15 @@ async def ignore_session_app(scope: Scope, receive: Receive, send: Send) -> None
 
 
 def build_bearer_mw_app(
-    *, lazy: bool, client: redis.asyncio.Redis | None = None
+    *,
+    lazy: bool,
+    client: redis.asyncio.Redis | None = None,
+    batch_reads: bool = True,
 ) -> ASGIApp:
     """Build the bearer_mw app on ``client``, or on a client of its own."""
     if client is None:
         client = settings.build_async_client()
-    store = AsyncSessionStore(client)
+    store = AsyncSessionStore(client, batch_reads=batch_reads)
     inner = ignore_session_app if lazy else session_user_app
     # Lazy mode skips the lookup only on routes that do not require a session, so
     # the lazy variant makes the session optional.
@@ -88,6 +91,8 @@ def create_app() -> ASGIApp:
         return build_bearer_mw_app(lazy=False)
     if app_id == "bearer_mw-lazy":
         return build_bearer_mw_app(lazy=True)
+    if app_id == "bearer_mw-unbatched":
+        return build_bearer_mw_app(lazy=False, batch_reads=False)
     if app_id in {"starlette-bare", "starlette-auth"}:
         # Peer packages come with the bench extra, so only their apps import them.
         from benchmarks.apps.starlette_peer import build_starlette_app  # noqa: PLC0415
