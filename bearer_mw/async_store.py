@@ -33,9 +33,10 @@ class AsyncSessionStore(BaseStore):
     :class:`~bearer_mw.SessionStore`, awaited.
 
     ``batch_reads`` (on by default) sends the session reads that concurrent
-    requests start in one pass of the event loop as one pipeline, which saves
-    server CPU under load (:mod:`bearer_mw.read_batch`). Each request still
-    sends its own GET. Reads on a Redis Cluster client are never batched.
+    requests start in one pass of the event loop as one pipeline once several
+    reads are in flight, which saves server CPU under load
+    (:mod:`bearer_mw.read_batch`). Each request still sends its own GET. Reads
+    on a Redis Cluster client are never batched.
     """
 
     def __init__(

@@ -361,7 +361,6 @@ def test_second_outage_logged_again(
         pytest.param(False, False, {200, 503}, id="default-pool-raises"),
         pytest.param(True, False, {200}, id="blocking-pool-waits"),
         pytest.param(True, True, {200}, id="blocking-pool-batched-reads"),
-        pytest.param(False, True, {200}, id="default-pool-batched-reads"),
     ],
 )
 def test_exhausted_client_pool(

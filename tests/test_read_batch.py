@@ -1,8 +1,11 @@
 """Batched session reads of the asyncio store, against a real redis-server.
 
-Lookups that start in one pass of the event loop share one pipeline. Each
-must still send its own GET and get its own reply or error, whatever happens
-to the others: a cancelled request, a key of the wrong type, a lost server.
+Once MIN_READS_TO_BATCH reads are in flight, the reads that start in one
+pass of the event loop share one pipeline. The reads before that point go out
+one by one, so LEADER is the index of the first read that leads a batch. Each
+read must still send its own GET and get its own reply or error, whatever
+happens to the others: a cancelled request, a key of the wrong type, a lost
+server.
 """
 
 from __future__ import annotations
@@ -19,11 +22,14 @@ from hypothesis import strategies as st
 
 from bearer_mw import AsyncSessionStore, StoreUnavailableError
 from bearer_mw.client import redis_from_url
+from bearer_mw.read_batch import MIN_READS_TO_BATCH
 from bearer_mw.session import Session
 from tests.fault_support import FAULT_TIMEOUT
 from tests.redis_servers import RedisServer
 
 pytestmark = pytest.mark.anyio
+
+LEADER = MIN_READS_TO_BATCH - 1
 
 
 @pytest.fixture
@@ -114,11 +120,42 @@ async def test_batch_lone_read_plain_get(
     assert get_calls(admin) - before == 1
 
 
+async def test_batch_light_load_plain_gets(
+    client: CountingRedis, admin: redis.Redis
+) -> None:
+    store = AsyncSessionStore(client)
+    tokens = await create_users(store, LEADER)
+    before = get_calls(admin)
+
+    results = await asyncio.gather(*(store.find_session(t) for t in tokens))
+
+    assert user_ids(list(results)) == [f"user-{n}" for n in range(LEADER)]
+    assert client.pipelines == 0
+    assert get_calls(admin) - before == LEADER
+
+
+async def test_batch_light_load_after_burst(client: CountingRedis) -> None:
+    store = AsyncSessionStore(client)
+    tokens = await create_users(store, 20)
+    tasks = [asyncio.create_task(store.find_session(t)) for t in tokens]
+    await asyncio.sleep(0)
+    tasks[LEADER].cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert client.pipelines == 1
+
+    # Every read of the burst has ended, cancelled ones included, so the next
+    # few reads count as light load again.
+    results = await asyncio.gather(*(store.find_session(t) for t in tokens[:LEADER]))
+
+    assert user_ids(list(results)) == [f"user-{n}" for n in range(LEADER)]
+    assert client.pipelines == 1
+
+
 async def test_batch_errors_stay_per_read(
     client: CountingRedis, admin: redis.Redis
 ) -> None:
     store = AsyncSessionStore(client)
-    good, wrong_type = await create_users(store, 2)
+    *before_batch, good, wrong_type = await create_users(store, LEADER + 2)
     named = store._operations.lookup_key(wrong_type)
     assert named is not None
     admin.delete(named[1])
@@ -126,6 +163,7 @@ async def test_batch_errors_stay_per_read(
     unknown = good[:-4] + ("AAAA" if not good.endswith("AAAA") else "BBBB")
 
     results = await asyncio.gather(
+        *(store.find_session(token) for token in before_batch),
         store.find_session(good),
         store.find_session(wrong_type),
         store.find_session(unknown),
@@ -133,45 +171,48 @@ async def test_batch_errors_stay_per_read(
     )
 
     assert client.pipelines == 1
-    assert isinstance(results[0], Session)
-    assert results[0].user_id == "user-0"
-    assert isinstance(results[1], StoreUnavailableError)
-    assert results[2] is None
+    batched = results[LEADER:]
+    assert isinstance(batched[0], Session)
+    assert batched[0].user_id == f"user-{LEADER}"
+    assert isinstance(batched[1], StoreUnavailableError)
+    assert batched[2] is None
 
 
 async def test_batch_leader_cancelled_collecting(
     client: CountingRedis,
 ) -> None:
     store = AsyncSessionStore(client)
-    tokens = await create_users(store, 6)
+    tokens = await create_users(store, LEADER + 3)
     tasks = [asyncio.create_task(store.find_session(t)) for t in tokens]
-    # One pass: every task runs up to its read; the first leads the batch.
+    # One pass: every task runs up to its read, and LEADER waits for the rest.
     await asyncio.sleep(0)
-    tasks[0].cancel()
+    tasks[LEADER].cancel()
 
-    results = await asyncio.gather(*tasks[1:])
+    results = await asyncio.gather(*tasks[:LEADER], *tasks[LEADER + 1 :])
 
-    assert tasks[0].cancelled()
-    assert user_ids(list(results)) == [f"user-{n}" for n in range(1, 6)]
+    assert tasks[LEADER].cancelled()
+    expected = [f"user-{n}" for n in range(LEADER + 3) if n != LEADER]
+    assert user_ids(list(results)) == expected
 
 
 async def test_batch_leader_cancelled_sending(
     client: CountingRedis, admin: redis.Redis
 ) -> None:
     store = AsyncSessionStore(client)
-    tokens = await create_users(store, 6)
+    tokens = await create_users(store, LEADER + 3)
     # Redis delays every command by 300 ms, so the batch is still in flight
     # when its leader is cancelled.
     admin.execute_command("CLIENT", "PAUSE", 300, "ALL")
     tasks = [asyncio.create_task(store.find_session(t)) for t in tokens]
     await asyncio.sleep(0.1)
     assert client.pipelines == 1
-    tasks[0].cancel()
+    tasks[LEADER].cancel()
 
-    results = await asyncio.gather(*tasks[1:])
+    results = await asyncio.gather(*tasks[:LEADER], *tasks[LEADER + 1 :])
 
-    assert tasks[0].cancelled()
-    assert user_ids(list(results)) == [f"user-{n}" for n in range(1, 6)]
+    assert tasks[LEADER].cancelled()
+    expected = [f"user-{n}" for n in range(LEADER + 3) if n != LEADER]
+    assert user_ids(list(results)) == expected
 
 
 async def test_batch_follower_cancelled(
@@ -181,16 +222,22 @@ async def test_batch_follower_cancelled(
     reported: list[dict[str, Any]] = []
     loop.set_exception_handler(lambda _, context: reported.append(context))
     store = AsyncSessionStore(client)
-    tokens = await create_users(store, 5)
-    tasks = [asyncio.create_task(store.find_session(t)) for t in tokens]
+    count = LEADER + 3
+    tasks = [
+        asyncio.create_task(store.find_session(t))
+        for t in await create_users(store, count)
+    ]
     await asyncio.sleep(0)
-    tasks[2].cancel()
+    follower = LEADER + 1
+    tasks[follower].cancel()
 
     results = await asyncio.gather(*tasks, return_exceptions=True)
 
-    assert isinstance(results[2], asyncio.CancelledError)
-    others = [results[n] for n in (0, 1, 3, 4)]
-    assert user_ids(others) == ["user-0", "user-1", "user-3", "user-4"]  # type: ignore[arg-type]
+    assert client.pipelines == 1
+    assert isinstance(results[follower], asyncio.CancelledError)
+    others = [results[n] for n in range(count) if n != follower]
+    expected = [f"user-{n}" for n in range(count) if n != follower]
+    assert user_ids(others) == expected  # type: ignore[arg-type]
     assert reported == []
     loop.set_exception_handler(None)
 
@@ -201,7 +248,7 @@ async def test_batch_lost_server_recovers(
     client = counting_client(redis_url, timeout=FAULT_TIMEOUT)
     store = AsyncSessionStore(client)
     try:
-        tokens = await create_users(store, 5)
+        tokens = await create_users(store, LEADER + 3)
         redis_server.stop()
         try:
             results = await asyncio.gather(
@@ -214,7 +261,7 @@ async def test_batch_lost_server_recovers(
         # The server kept nothing, so the sessions are gone. Every lookup now
         # returns None instead of raising.
         after = await asyncio.gather(*(store.find_session(t) for t in tokens))
-        assert list(after) == [None] * 5
+        assert list(after) == [None] * len(tokens)
     finally:
         await client.aclose(close_connection_pool=True)
 
