@@ -47,9 +47,25 @@ class AsyncSessionStore(BaseStore):
         **settings: Any,
     ) -> None:
         super().__init__(**settings)
+        self._batch_reads = batch_reads
         self.client = client
-        self.batch_reads = batch_reads
-        self._batcher = ReadBatcher(client) if _can_batch(client, batch_reads) else None
+
+    @property
+    def client(self) -> Any:
+        """The Redis client. Replacing it also sends later batches to the new one."""
+        return self._client
+
+    @client.setter
+    def client(self, client: Any) -> None:
+        self._client = client
+        self._batcher = (
+            ReadBatcher(client) if _can_batch(client, self._batch_reads) else None
+        )
+
+    @property
+    def batch_reads(self) -> bool:
+        """Whether concurrent session reads go out in batches, as constructed."""
+        return self._batch_reads
 
     def __repr__(self) -> str:
         return f"AsyncSessionStore(key_prefix={self.key_prefix!r})"

@@ -4,8 +4,9 @@ Under load, an ASGI server starts many requests in one pass of its event loop,
 and each of them reads its session with one GET. :class:`ReadBatcher` sends
 the GETs of one pass as one non-transactional pipeline: one connection taken
 from the pool, one write and one wait for the replies, instead of one of each
-per request. Every request still sends its own GET and gets its own reply, so
-Redis receives the same commands.
+per request. Every request still sends its own GET and gets its own reply. A
+read sends its GET a second time only when the request that led its batch is
+cancelled before the replies arrive.
 
 Under light load, each read goes out at once as a plain GET. Once
 :data:`MIN_READS_TO_BATCH` reads are in flight, the next read that starts
@@ -26,9 +27,8 @@ __all__ = ["MIN_READS_TO_BATCH", "ReadBatcher"]
 #: Reads in flight, the new one included, from which a read waits one pass to
 #: lead a batch. With fewer, each read goes out at once as a plain GET. At 4
 #: connections to one uvicorn worker, batches of two or three reads took about
-#: 9 % more server CPU per request than plain GETs (``benchmarks/`` comparison
-#: suite with ``--connections 4``), because a pipeline and the wait cost more
-#: than the round trips they save.
+#: 9 % more server CPU per request than plain GETs. The benchmarks' comparison
+#: suite with ``--connections 4`` measured it.
 MIN_READS_TO_BATCH = 5
 
 
@@ -123,12 +123,17 @@ class ReadBatcher:
             if future.done():
                 continue
             if isinstance(reply, Exception):
-                future.set_exception(reply)
+                # Without its traceback, whose pipeline frame lists every reply.
+                future.set_exception(reply.with_traceback(None))
             else:
                 future.set_result(reply)
         own = replies[0]
+        # A traceback that an error tracker records keeps these frames' local
+        # variables, so they must not reference other requests' records.
+        del replies
+        waiting.clear()
         if isinstance(own, Exception):
-            raise own
+            raise own.with_traceback(None)
         return own
 
 
