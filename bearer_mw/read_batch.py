@@ -110,10 +110,12 @@ class ReadBatcher:
             # request gets its own reply or error.
             replies = await pipeline.execute(raise_on_error=False)
         except Exception as error:
-            # The batch failed as a whole, on a lost connection for example:
-            # every request in it gets the same error.
+            # The batch failed as a whole, on a lost connection for example,
+            # so every request in it gets the same error. Its traceback goes,
+            # because the pipeline's frame lists the replies read before.
+            error.with_traceback(None)
             _hand_over(waiting, error)
-            raise
+            raise error
         except BaseException:
             # The leading request was cancelled. The others were not, so each
             # sends its read again.
