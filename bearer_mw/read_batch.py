@@ -115,7 +115,7 @@ class ReadBatcher:
             # because the pipeline's frame lists the replies read before.
             error.with_traceback(None)
             _hand_over(waiting, error)
-            raise error
+            raise
         except BaseException:
             # The leading request was cancelled. The others were not, so each
             # sends its read again.
