@@ -60,27 +60,28 @@ class ReadBatcher:
 
     async def get(self, key: str) -> Any:
         """Return the reply to ``GET key``, or raise the client's error."""
-        loop = asyncio.get_running_loop()
         self._in_flight += 1
         try:
             while True:
                 waiting = self._waiting
-                if waiting is not None and self._loop is loop:
-                    future: asyncio.Future[Any] = loop.create_future()
-                    waiting.append((key, future))
-                    try:
-                        return await future
-                    except _Resend:
-                        continue
+                if waiting is not None:
+                    loop = asyncio.get_running_loop()
+                    if self._loop is loop:
+                        future: asyncio.Future[Any] = loop.create_future()
+                        waiting.append((key, future))
+                        try:
+                            return await future
+                        except _Resend:
+                            continue
                 if self._in_flight < MIN_READS_TO_BATCH:
                     return await self._client.execute_command(READ_COMMAND, key)
-                return await self._lead(loop, key)
+                return await self._lead(key)
         finally:
             self._in_flight -= 1
 
-    async def _lead(self, loop: asyncio.AbstractEventLoop, key: str) -> Any:
+    async def _lead(self, key: str) -> Any:
         waiting: list[tuple[str, asyncio.Future[Any]]] = []
-        self._loop, self._waiting = loop, waiting
+        self._loop, self._waiting = asyncio.get_running_loop(), waiting
         try:
             # One pass: each request that the loop already scheduled runs up to
             # its own read and joins this batch.
@@ -105,6 +106,7 @@ class ReadBatcher:
         pipeline.execute_command(READ_COMMAND, key)
         for other_key, _ in waiting:
             pipeline.execute_command(READ_COMMAND, other_key)
+
         try:
             # raise_on_error=False returns an error reply in the list, so each
             # request gets its own reply or error.
@@ -121,6 +123,7 @@ class ReadBatcher:
             # sends its read again.
             _hand_over(waiting, _Resend())
             raise
+
         for (_, future), reply in zip(waiting, replies[1:], strict=True):
             if future.done():
                 continue
@@ -129,6 +132,7 @@ class ReadBatcher:
                 future.set_exception(reply.with_traceback(None))
             else:
                 future.set_result(reply)
+
         own = replies[0]
         # A traceback that an error tracker records keeps these frames' local
         # variables, so they must not reference other requests' records.
